@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make demo   installs into .venv and runs the whole farm embedded (no services needed)
+#   make test   installs everything and runs lint, types and the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint
+
+$(BIN)/farm: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: a range would let pip pick a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/farm
+
+install: $(BIN)/farm
+
+demo: install
+	$(BIN)/farm demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest

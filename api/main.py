@@ -1,0 +1,43 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.routes import files, health, jobs
+from models.db import make_engine, make_session_factory
+from models.queue import Publisher
+from models.settings import Settings
+from models.storage import make_storage
+
+
+def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
+    engine = make_engine(settings.sqlalchemy_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Animagine render farm",
+        version="1",
+        description="Submit prompt grids, poll them, fetch their images.",
+        lifespan=lifespan,
+    )
+    app.state.farm = AppState(
+        settings=settings,
+        sessions=make_session_factory(engine),
+        storage=make_storage(settings),
+        publisher=publisher,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(files.router)
+    return app

@@ -1,0 +1,201 @@
+"""/v1/jobs: submit grids, poll them, page their images, cancel them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import DbSession, State, TenantId, TenantJob
+from api.errors import ApiError
+from api.schemas import BulkJobsOut, ImagePage, JobOut, JobPage
+from api.views import image_out, job_etag, job_out
+from models.job_store import (
+    CreatedJob,
+    IdempotencyConflict,
+    NewJob,
+    cancel_job,
+    create_jobs,
+    list_items,
+    list_jobs,
+)
+from models.spec import FieldError, JobSpec, SpecError, check_limits
+from models.status import JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415,
+            f"content-type must be application/json, not {content_type or 'missing'!r}",
+            fields=[FieldError("content-type", "must be application/json")],
+        )
+
+
+JsonBody = Depends(require_json)
+
+
+class BulkJobsIn(BaseModel):
+    jobs: Annotated[list[JobSpec], Field(min_length=1)]
+
+
+def _submit(
+    state: State, session: DbSession, tenant: TenantId, requests: list[NewJob]
+) -> list[CreatedJob]:
+    try:
+        created = create_jobs(
+            session,
+            tenant_id=tenant,
+            requests=requests,
+            default_model=state.settings.model,
+            batch_size=state.settings.batch_size,
+        )
+        session.commit()
+    except IdempotencyConflict as exc:
+        session.rollback()
+        raise ApiError(
+            409,
+            f"Idempotency-Key {exc.args[0]!r} was used with a different request body",
+            fields=[FieldError("Idempotency-Key", "reused with a different body")],
+        ) from None
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the race: replay it.
+        session.rollback()
+        created = create_jobs(
+            session,
+            tenant_id=tenant,
+            requests=requests,
+            default_model=state.settings.model,
+            batch_size=state.settings.batch_size,
+        )
+        if any(c.created for c in created):
+            raise
+    for c in created:
+        state.publisher.publish(model=c.job.model, shard_ids=c.shard_ids)
+    return created
+
+
+@router.post("", status_code=201, dependencies=[JsonBody])
+def create_job(
+    spec: JobSpec,
+    state: State,
+    session: DbSession,
+    tenant: TenantId,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    check_limits(spec, state.settings)
+    [created] = _submit(state, session, tenant, [NewJob(spec, idempotency_key)])
+    if not created.created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{created.job.id}"
+    return job_out(created.job)
+
+
+@router.post("/bulk", status_code=201, dependencies=[JsonBody])
+def create_jobs_bulk(
+    body: BulkJobsIn,
+    state: State,
+    session: DbSession,
+    tenant: TenantId,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BulkJobsOut:
+    """Many grids in one transaction: all are created, or none."""
+    if len(body.jobs) > state.settings.max_bulk_jobs:
+        raise SpecError(
+            [
+                FieldError(
+                    "jobs", f"{len(body.jobs)} jobs; the limit is {state.settings.max_bulk_jobs}"
+                )
+            ]
+        )
+    errors: list[FieldError] = []
+    for i, spec in enumerate(body.jobs):
+        try:
+            check_limits(spec, state.settings, prefix=f"jobs.{i}.")
+        except SpecError as exc:
+            errors.extend(exc.errors)
+    total = sum(spec.cell_count() for spec in body.jobs)
+    if total > state.settings.max_grid_cells * 10:
+        errors.append(FieldError("jobs", f"{total} cells in one request is too many"))
+    if errors:
+        raise SpecError(errors)
+    requests = [
+        NewJob(spec, f"{idempotency_key}#{i}" if idempotency_key else None)
+        for i, spec in enumerate(body.jobs)
+    ]
+    created = _submit(state, session, tenant, requests)
+    if not any(c.created for c in created):
+        response.status_code = 200
+    return BulkJobsOut(ids=[c.job.id for c in created], jobs=[job_out(c.job) for c in created])
+
+
+@router.get("")
+def get_jobs(
+    session: DbSession,
+    tenant: TenantId,
+    status: JobStatus | None = None,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> JobPage:
+    try:
+        jobs, next_cursor = list_jobs(
+            session, tenant_id=tenant, status=status, cursor=cursor, limit=limit
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))]) from None
+    return JobPage(items=[job_out(j) for j in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={304: {"description": "Not modified"}})
+def get_job(job: TenantJob, request: Request, response: Response) -> JobOut | Response:
+    etag = job_etag(job)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"
+    return job_out(job)
+
+
+@router.get("/{job_id}/images")
+def get_images(
+    job: TenantJob,
+    state: State,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> ImagePage:
+    try:
+        items, next_cursor = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))]) from None
+    expires_s = state.settings.url_expiry_s
+    return ImagePage(
+        items=[image_out(i, state.storage, expires_s=expires_s) for i in items],
+        next_cursor=next_cursor,
+    )
+
+
+@router.post("/{job_id}/cancel")
+def cancel(job: TenantJob, session: DbSession) -> JobOut:
+    if job.status == JobStatus.CANCELLED:
+        return job_out(job)
+    if not cancel_job(session, job=job):
+        session.rollback()
+        raise ApiError(
+            409,
+            f"job already finished with status {job.status!r}",
+            fields=[FieldError("status", f"job is {job.status}")],
+        )
+    session.commit()
+    return job_out(job)

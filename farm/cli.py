@@ -1,0 +1,242 @@
+"""``farm``: run the services, manage keys, submit and watch jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from farm.client import FarmApiError, FarmClient
+from farm.progress import JobProgress
+from farm.specfile import load_specs
+from models.settings import get_settings
+
+app = typer.Typer(help="Animagine render farm.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+
+EXIT_FAILED = 1  # the job did not succeed
+EXIT_API_ERROR = 2  # the API refused the request
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (run before starting a new version)."""
+    from models.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.sqlalchemy_url)
+    console.print(f"database at {settings.sqlalchemy_url.split('@')[-1]} is up to date")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+) -> None:
+    """Serve the HTTP API (and, with no FARM_BROKER_URL, an in-process worker)."""
+    import uvicorn
+
+    from farm.stack import build_app
+
+    settings = get_settings()
+    fastapi_app, worker = build_app(settings)
+    if worker is not None:
+        console.print("embedded mode: no FARM_BROKER_URL, rendering in this process")
+        worker.start()
+    try:
+        uvicorn.run(fastapi_app, host=host, port=port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+@app.command()
+def worker(
+    model: Annotated[
+        str | None, typer.Option(help="Model to hold warm (default FARM_MODEL).")
+    ] = None,
+) -> None:
+    """Run a GPU worker: one process, one warm pipeline, the model's queue."""
+    settings = get_settings()
+    if settings.embedded:
+        err.print(
+            "FARM_BROKER_URL is not set: a separate worker needs a broker "
+            "(without one, `farm api` renders in-process)"
+        )
+        raise typer.Exit(EXIT_API_ERROR)
+    from worker.celery_app import run_worker
+
+    run_worker(model or settings.model)
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")]) -> None:
+    """Create an API key; the key is printed alone on the last line, once."""
+    from models.db import make_engine, make_session_factory
+    from models.key_store import create_api_key
+
+    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    with sessions.begin() as session:
+        key = create_api_key(session, tenant_name=tenant)
+    err.print(f"API key for tenant {tenant!r} (store it now; it is not shown again):")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefixes only) with their tenant and state."""
+    from models.db import make_engine, make_session_factory
+    from models.key_store import list_api_keys
+
+    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    with sessions() as session:
+        keys = list_api_keys(session)
+    table = Table("prefix", "tenant", "created", "state")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        table.add_row(k.prefix, k.tenant, f"{k.created_at:%Y-%m-%d %H:%M}", state)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="Key or key prefix.")]) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from models.db import make_engine, make_session_factory
+    from models.key_store import revoke_api_key
+
+    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    with sessions.begin() as session:
+        count = revoke_api_key(session, prefix=prefix)
+    if not count:
+        err.print(f"no active key starts with {prefix!r}")
+        raise typer.Exit(EXIT_API_ERROR)
+    console.print(f"revoked {count} key(s)")
+
+
+def _client() -> FarmClient:
+    settings = get_settings()
+    if not settings.api_key:
+        err.print("set FARM_API_KEY (create one with `farm keys create --tenant NAME`)")
+        raise typer.Exit(EXIT_API_ERROR)
+    return FarmClient(settings.api_url, settings.api_key)
+
+
+def _api_error(exc: FarmApiError) -> typer.Exit:
+    err.print(f"[red]error {exc.status}:[/red] {exc.message}")
+    for d in exc.detail:
+        err.print(f"  {d.get('field')}: {d.get('reason')}")
+    return typer.Exit(EXIT_API_ERROR)
+
+
+def watch(client: FarmClient, job: dict[str, object]) -> dict[str, object]:
+    label = str(job.get("name") or job["id"])
+    with JobProgress(console, int(str(job["total"])), label) as bar:
+        return client.wait(str(job["id"]), poll_s=0.5, on_update=bar.update)
+
+
+@app.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="YAML, JSON or JSONL (one job per line).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until done.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="Safe to retry with this.")] = None,
+) -> None:
+    """Submit one job (or many, from JSONL or a list) and optionally wait for it."""
+    try:
+        specs = load_specs(spec_file)
+    except (OSError, ValueError) as exc:
+        err.print(f"cannot read {spec_file}: {exc}")
+        raise typer.Exit(EXIT_API_ERROR) from None
+    with _client() as client:
+        try:
+            if len(specs) == 1:
+                jobs = [client.submit(specs[0], idempotency_key=idempotency_key)]
+            else:
+                jobs = client.submit_bulk(specs, idempotency_key=idempotency_key)["jobs"]
+        except FarmApiError as exc:
+            raise _api_error(exc) from None
+        for job in jobs:
+            console.print(f"job {job['id']}: {job['total']} cells, {job['status']}")
+        if not wait:
+            return
+        finals = [watch(client, job) for job in jobs]
+    bad = [j for j in finals if j["status"] != "succeeded"]
+    for j in finals:
+        console.print(f"job {j['id']}: {j['status']} ({j['done']}/{j['total']} images)")
+    if bad:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one job."""
+    with _client() as client:
+        try:
+            job = client.job(job_id)
+        except FarmApiError as exc:
+            raise _api_error(exc) from None
+    if as_json:
+        print(json.dumps(job, indent=2))
+        return
+    table = Table("field", "value")
+    for key in (
+        "id",
+        "name",
+        "status",
+        "total",
+        "done",
+        "failed",
+        "cancelled",
+        "progress",
+        "eta_seconds",
+        "model",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "error",
+    ):
+        table.add_row(key, "" if job.get(key) is None else str(job[key]))
+    console.print(table)
+    if job["status"] in ("failed", "partial", "cancelled"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def jobs(
+    status_filter: Annotated[str | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """List recent jobs."""
+    with _client() as client:
+        try:
+            rows = client.jobs(status=status_filter, limit=limit)
+        except FarmApiError as exc:
+            raise _api_error(exc) from None
+    table = Table("id", "name", "status", "done/total", "created")
+    for j in rows:
+        table.add_row(
+            j["id"], j.get("name") or "", j["status"], f"{j['done']}/{j['total']}", j["created_at"]
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    steps: Annotated[
+        int | None, typer.Option(help="Denoising steps (default: the card's 28).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its data.")] = Path(
+        "farm-demo"
+    ),
+) -> None:
+    """Run the whole farm in this process and render a sample Animagine grid."""
+    from farm.demo import run_demo
+
+    sys.exit(run_demo(console, data_dir=data_dir, steps=steps))

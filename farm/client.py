@@ -1,0 +1,112 @@
+"""A small Python client for the farm's HTTP API (used by the CLI; importable by users)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+TERMINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
+
+
+class FarmApiError(Exception):
+    """The API said no; ``message`` and ``detail`` are the API's own words."""
+
+    def __init__(self, status: int, message: str, detail: list[dict[str, Any]]) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+class FarmClient:
+    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FarmClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message, detail = body.get("message", response.text), body.get("detail", [])
+            except ValueError:
+                message, detail = response.text, []
+            raise FarmApiError(response.status_code, message, detail)
+        return response.json()
+
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request("POST", "/v1/jobs", json=spec, headers=headers)
+        return result
+
+    def submit_bulk(
+        self, specs: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request(
+            "POST", "/v1/jobs/bulk", json={"jobs": specs}, headers=headers
+        )
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def jobs(self, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        page: dict[str, Any] = self._request("GET", "/v1/jobs", params=params)
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def images(self, job_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._request("GET", f"/v1/jobs/{job_id}/images", params=params)
+            yield from page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job reaches a terminal status; returns the last view of it."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s} s")
+            time.sleep(poll_s)

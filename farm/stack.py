@@ -1,0 +1,64 @@
+"""Wiring the pieces into a running stack: the API plus, in embedded mode, a worker thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.main import create_app
+from models.db import make_engine, make_session_factory
+from models.migrate import upgrade
+from models.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
+from models.settings import Settings
+from models.shard_store import queued_shard_ids
+from worker.embedded import EmbeddedWorker
+
+
+def build_app(settings: Settings) -> tuple[FastAPI, EmbeddedWorker | None]:
+    """The API app and, in embedded mode, the worker that serves it (not yet started)."""
+    if not settings.embedded:
+        publisher: Publisher = CeleryPublisher(make_celery(settings))
+        return create_app(settings, publisher=publisher), None
+    local = LocalPublisher()
+    worker = EmbeddedWorker(settings, local)
+    # Work queued before a restart is in the database, not in the lost in-process queue.
+    sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
+    with sessions() as session:
+        for model, shard_id in queued_shard_ids(session):
+            local.publish(model=model, shard_ids=[shard_id])
+    return create_app(settings, publisher=local), worker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, *, host: str, port: int) -> Iterator[str]:
+    """Run uvicorn in a background thread for the life of the block; yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def migrate(settings: Settings) -> None:
+    upgrade(settings.sqlalchemy_url)

@@ -1,0 +1,97 @@
+"""Where images go: S3-compatible object storage or a local folder, behind one interface."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote, urlencode
+
+import boto3
+from botocore.config import Config
+
+from models.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def url(self, key: str, *, expires_s: int) -> str: ...
+
+
+def image_key(
+    *, prefix: str, tenant_id: uuid.UUID, job_id: uuid.UUID, index: int, bucket: str, seed: int
+) -> str:
+    """Pure function of (job, cell): a re-render overwrites, never duplicates."""
+    return f"{prefix}/{tenant_id}/{job_id}/{index:06d}_{bucket}_s{seed}.png".lstrip("/")
+
+
+class S3Storage:
+    def __init__(self, *, bucket: str, endpoint_url: str | None) -> None:
+        self.bucket = bucket
+        # Standard mode retries 5xx, throttling and connection errors with backoff.
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4")
+        self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def url(self, key: str, *, expires_s: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+        )
+
+
+class LocalStorage:
+    """A folder on disk; URLs point at the API's signed ``/files`` route."""
+
+    def __init__(self, *, root: Path, base_url: str, secret: bytes) -> None:
+        self.root = root.resolve()
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"key {key!r} escapes the storage folder")
+        return path
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers never see half a file
+
+    def get(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def signature(self, key: str, expires: int) -> str:
+        return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, key: str, *, expires_s: int) -> str:
+        expires = int(time.time()) + expires_s
+        query = urlencode({"expires": expires, "sig": self.signature(key, expires)})
+        return f"{self.base_url}/files/{quote(key)}?{query}"
+
+    def verify(self, key: str, expires: int, sig: str) -> bool:
+        return expires >= time.time() and hmac.compare_digest(self.signature(key, expires), sig)
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.s3_bucket:
+        return S3Storage(bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint_url)
+    return LocalStorage(
+        root=settings.local_storage_dir,
+        base_url=settings.public_base_url,
+        secret=settings.url_signing_secret(),
+    )

@@ -1,0 +1,101 @@
+"""Shared fixtures: real Postgres, Redis, S3 (moto server) and the tiny SDXL model."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.main import create_app
+from models.db import make_engine, make_session_factory
+from models.key_store import create_api_key
+from models.migrate import upgrade
+from models.queue import LocalPublisher
+from models.settings import Settings, normalize_database_url
+from tests.services import S3Server, moto_s3, postgres_database, redis_database
+
+# boto3 reads credentials from the environment; moto accepts any.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+TEST_MODELS = {"tiny-sdxl": "tiny-sdxl", "simulated": "simulated:0.01"}
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        upgrade(normalize_database_url(url))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model built once and saved; every process loads it from this folder."""
+    from worker.tiny_sdxl import ensure_tiny_sdxl
+
+    cache = tmp_path_factory.mktemp("models")
+    ensure_tiny_sdxl(cache / "tiny-sdxl")
+    return cache
+
+
+@pytest.fixture
+def settings(pg_url: str, s3: S3Server, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        broker_url="",
+        s3_endpoint_url=s3.endpoint_url,
+        s3_bucket=s3.bucket,
+        s3_prefix=f"t-{uuid.uuid4().hex[:8]}",
+        model="tiny-sdxl",
+        models=dict(TEST_MODELS),
+        model_cache_dir=tmp_path / "models",
+    )
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.sqlalchemy_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@dataclass
+class ApiClient:
+    client: TestClient
+    key: str
+    publisher: LocalPublisher
+    settings: Settings
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def api(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[ApiClient]:
+    """The real app in-process (ASGI) on real Postgres; published shards are collected."""
+    publisher = LocalPublisher()
+    with sessions.begin() as session:
+        key = create_api_key(session, tenant_name=f"tenant-{uuid.uuid4().hex[:8]}")
+    with TestClient(create_app(settings, publisher=publisher)) as client:
+        yield ApiClient(client, key, publisher, settings)

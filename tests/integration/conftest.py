@@ -1,0 +1,116 @@
+"""A running farm: `farm api` and `farm worker` processes on real Postgres, Redis and S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from farm.client import FarmClient
+from models.db import make_engine, make_session_factory
+from models.key_store import create_api_key
+from models.settings import Settings, normalize_database_url
+from tests.conftest import TEST_MODELS
+from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
+
+
+@dataclass
+class Farm:
+    env: dict[str, str]
+    api_url: str
+    key: str
+    settings: Settings
+    api: FarmProcess
+    workers: list[FarmProcess]
+
+    @contextmanager
+    def sessions(self) -> Iterator[sessionmaker[Session]]:
+        engine = make_engine(normalize_database_url(self.settings.database_url))
+        try:
+            yield make_session_factory(engine)
+        finally:
+            engine.dispose()
+
+    def client(self) -> FarmClient:
+        return FarmClient(self.api_url, self.key)
+
+    def start_worker(self, model: str = "tiny-sdxl") -> FarmProcess:
+        worker = FarmProcess(["worker", "--model", model], self.env).start()
+        worker.wait_for_line("ready.", timeout_s=180)
+        self.workers.append(worker)
+        return worker
+
+
+def farm_env(
+    *, pg_url: str, redis_url: str, s3: S3Server, data_dir: Path, model_cache: Path, prefix: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update(
+        {
+            "FARM_DATABASE_URL": pg_url,
+            "FARM_BROKER_URL": redis_url,
+            "FARM_S3_ENDPOINT_URL": s3.endpoint_url,
+            "FARM_S3_BUCKET": s3.bucket,
+            "FARM_S3_PREFIX": prefix,
+            "FARM_MODEL": "tiny-sdxl",
+            "FARM_MODELS": json.dumps(TEST_MODELS),
+            "FARM_MODEL_CACHE_DIR": str(model_cache),
+            "FARM_DATA_DIR": str(data_dir),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def farm(
+    pg_url: str,
+    redis_url: str,
+    s3: S3Server,
+    model_cache: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Farm]:
+    data_dir = tmp_path_factory.mktemp("farm")
+    prefix = f"it-{uuid.uuid4().hex[:8]}"
+    env = farm_env(
+        pg_url=pg_url,
+        redis_url=redis_url,
+        s3=s3,
+        data_dir=data_dir,
+        model_cache=model_cache,
+        prefix=prefix,
+    )
+    settings = Settings(
+        database_url=pg_url,
+        broker_url=redis_url,
+        s3_endpoint_url=s3.endpoint_url,
+        s3_bucket=s3.bucket,
+        s3_prefix=prefix,
+        model="tiny-sdxl",
+        models=dict(TEST_MODELS),
+        data_dir=data_dir,
+    )
+    engine = make_engine(normalize_database_url(pg_url))
+    with make_session_factory(engine).begin() as session:
+        key = create_api_key(session, tenant_name=f"it-{uuid.uuid4().hex[:6]}")
+    engine.dispose()
+    port = free_port()
+    api = FarmProcess(["api", "--port", str(port)], env).start()
+    farm = Farm(env, f"http://127.0.0.1:{port}", key, settings, api, [])
+    try:
+        wait_http_ok(f"{farm.api_url}/healthz")
+        farm.start_worker()
+        yield farm
+    finally:
+        for worker in farm.workers:
+            worker.stop()
+        api.stop()

@@ -1,0 +1,310 @@
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+)
+from safetensors.torch import save_file
+
+from worker.model_loading import (
+    ModelSource,
+    load_pipeline,
+    model_fingerprint,
+    parse_model_source,
+)
+from worker.tiny_sdxl import build_tiny_sdxl, ensure_tiny_sdxl
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tiny-sdxl", ModelSource("tiny", "tiny-sdxl")),
+        ("simulated", ModelSource("simulated", "simulated", 0.0)),
+        ("simulated:0.5", ModelSource("simulated", "simulated", 0.5)),
+        (
+            "/models/animagine-xl-3.1.safetensors",
+            ModelSource("single_file", "/models/animagine-xl-3.1.safetensors"),
+        ),
+        ("models/old.CKPT", ModelSource("single_file", "models/old.CKPT")),
+        ("/models/animagine-xl-3.1", ModelSource("folder", "/models/animagine-xl-3.1")),
+        ("./models/x", ModelSource("folder", "./models/x")),
+        ("~/models/x", ModelSource("folder", "~/models/x")),
+        ("cagliostrolab/animagine-xl-3.1", ModelSource("hub", "cagliostrolab/animagine-xl-3.1")),
+        ("org/name@refs/pr/1", ModelSource("hub", "org/name@refs/pr/1")),
+    ],
+)
+def test_parse_model_source(text: str, expected: ModelSource) -> None:
+    assert parse_model_source(text) == expected
+
+
+def test_existing_relative_directory_is_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert parse_model_source("org/name") == ModelSource("folder", "org/name")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "animagine",
+        "a/b/c",
+        "org/-name",
+        "org/na--me",
+        "simulated:-1",
+        "simulated:x",
+        "simulated:nan",
+    ],
+)
+def test_parse_model_source_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text.partition(":")[2] or text))):
+        parse_model_source(text)
+
+
+def render(pipe: StableDiffusionXLPipeline) -> np.ndarray:
+    images: np.ndarray = pipe(
+        "1girl, solo",
+        negative_prompt="lowres",
+        num_inference_steps=2,
+        width=64,
+        height=64,
+        generator=torch.Generator().manual_seed(7),
+        output_type="np",
+    ).images
+    return images
+
+
+@pytest.fixture(scope="module")
+def reference_pixels() -> np.ndarray:
+    pipe = build_tiny_sdxl()
+    pipe.set_progress_bar_config(disable=True)
+    return render(pipe)
+
+
+def test_tiny_source_loads_through_the_folder_path(
+    tmp_path: Path, reference_pixels: np.ndarray
+) -> None:
+    pipe = load_pipeline(parse_model_source("tiny-sdxl"), device="cpu", cache_dir=tmp_path)
+    assert (tmp_path / "tiny-sdxl" / "model_index.json").is_file()
+    assert pipe.unet.dtype == torch.float32
+    assert pipe.watermark is None
+    np.testing.assert_array_equal(render(pipe), reference_pixels)
+
+    folder = parse_model_source(str(tmp_path / "tiny-sdxl"))
+    assert folder.kind == "folder"
+    again = load_pipeline(folder, device="cpu", cache_dir=tmp_path, dtype=torch.bfloat16)
+    assert again.unet.dtype == torch.bfloat16
+
+
+def test_missing_sources_name_the_path(tmp_path: Path) -> None:
+    missing_file = tmp_path / "nope.safetensors"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing_file))):
+        load_pipeline(parse_model_source(str(missing_file)), device="cpu", cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no model_index.json"):
+        load_pipeline(ModelSource("folder", str(tmp_path)), device="cpu", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="simulated"):
+        load_pipeline(parse_model_source("simulated:1"), device="cpu", cache_dir=tmp_path)
+
+
+def test_single_file_checkpoint_round_trip(tmp_path: Path, reference_pixels: np.ndarray) -> None:
+    pipe = build_tiny_sdxl()
+    checkpoint = tmp_path / "tiny-sdxl.safetensors"
+    save_file(sdxl_original_layout(pipe), checkpoint)
+    # Offline, diffusers needs the configs, tokenizers and scheduler from a folder.
+    config = ensure_tiny_sdxl(tmp_path / "config")
+
+    source = parse_model_source(str(checkpoint))
+    loaded = load_pipeline(source, device="cpu", cache_dir=tmp_path, single_file_config=config)
+
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        expected, actual = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert expected.keys() == actual.keys(), name
+        assert all(torch.equal(expected[k], actual[k]) for k in expected), name
+    np.testing.assert_array_equal(render(loaded), reference_pixels)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert model_fingerprint(source) == f"single_file:tiny-sdxl.safetensors:{digest[:10]}"
+
+
+def test_fingerprints(tmp_path: Path) -> None:
+    assert model_fingerprint(parse_model_source("tiny-sdxl")) == "tiny-sdxl:v1"
+    assert model_fingerprint(parse_model_source("simulated:0.25")) == "simulated:0.25"
+    assert model_fingerprint(parse_model_source("org/name@v2")) == "hub:org/name@v2"
+
+    folder = ensure_tiny_sdxl(tmp_path / "m")
+    first = model_fingerprint(ModelSource("folder", str(folder)))
+    assert re.fullmatch(r"folder:m:[0-9a-f]{12}", first)
+    assert model_fingerprint(ModelSource("folder", str(folder))) == first
+    unet_config = folder / "unet" / "config.json"
+    unet_config.write_text(
+        unet_config.read_text().replace('"sample_size": 128', '"sample_size": 96')
+    )
+    assert model_fingerprint(ModelSource("folder", str(folder))) != first
+
+
+def test_hub_fingerprint_resolves_the_cached_commit(tmp_path: Path) -> None:
+    # The Hugging Face cache layout, as huggingface_hub writes it.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--org--name"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    source = parse_model_source("org/name")
+    assert model_fingerprint(source, cache_dir=tmp_path) == f"hub:org/name@{commit}"
+    assert model_fingerprint(source) == "hub:org/name"
+
+
+# --- Writing a diffusers SDXL pipeline as an A1111/SGM single checkpoint -------------
+# The inverse of diffusers' single-file conversion (diffusers.loaders.single_file_utils),
+# for tiny configs: what `scripts/convert_diffusers_to_original_sdxl.py` does for full size.
+
+_UNET_LAYERS = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
+_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+_BLOCK = re.compile(r"(down|up)_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)")
+_SAMPLER = re.compile(r"(down|up)_blocks\.(\d+)\.(downsamplers|upsamplers)\.0\.conv\.(.+)")
+_MID = re.compile(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)")
+
+
+def sdxl_original_layout(pipe: StableDiffusionXLPipeline) -> dict[str, torch.Tensor]:
+    checkpoint = {
+        **_unet_layout(pipe.unet),
+        **_vae_layout(pipe.vae),
+        **_clip_l_layout(pipe.text_encoder),
+        **_open_clip_layout(pipe.text_encoder_2),
+    }
+    return {key: value.contiguous() for key, value in checkpoint.items()}
+
+
+def _resnet(tail: str) -> str:
+    name, _, param = tail.rpartition(".")
+    return f"{_RESNET[name]}.{param}"
+
+
+def _unet_layout(unet: Any) -> dict[str, torch.Tensor]:
+    step = unet.config.layers_per_block + 1  # ldm numbers every layer, samplers included
+    with_attention = {i for i, block in enumerate(unet.up_blocks) if hasattr(block, "attentions")}
+    out = {}
+    for key, value in unet.state_dict().items():
+        module, _, param = key.rpartition(".")
+        if module in _UNET_LAYERS:
+            new = f"{_UNET_LAYERS[module]}.{param}"
+        elif m := _BLOCK.fullmatch(key):
+            side, block, kind, layer, tail = m[1], int(m[2]), m[3], int(m[4]), m[5]
+            index = 1 + block * step + layer if side == "down" else block * step + layer
+            prefix = "input_blocks" if side == "down" else "output_blocks"
+            new = (
+                f"{prefix}.{index}.0.{_resnet(tail)}"
+                if kind == "resnets"
+                else f"{prefix}.{index}.1.{tail}"
+            )
+        elif m := _SAMPLER.fullmatch(key):
+            block = int(m[2])
+            if m[1] == "down":
+                new = f"input_blocks.{(block + 1) * step}.0.op.{m[4]}"
+            else:
+                slot = 2 if block in with_attention else 1
+                new = f"output_blocks.{block * step + step - 1}.{slot}.conv.{m[4]}"
+        elif m := _MID.fullmatch(key):
+            new = (
+                f"middle_block.{2 * int(m[2])}.{_resnet(m[3])}"
+                if m[1] == "resnets"
+                else f"middle_block.1.{m[3]}"
+            )
+        else:
+            raise AssertionError(f"no original-layout name for UNet key {key}")
+        out[f"model.diffusion_model.{new}"] = value
+    return out
+
+
+def _vae_layout(vae: Any) -> dict[str, torch.Tensor]:
+    levels = len(vae.config.block_out_channels)
+    rules: list[tuple[str, Any]] = [
+        (r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block."),
+        (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample."),
+        (r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}."),
+        (
+            r"decoder\.up_blocks\.(\d+)\.resnets\.",
+            lambda m: f"decoder.up.{levels - 1 - int(m[1])}.block.",
+        ),
+        (
+            r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
+            lambda m: f"decoder.up.{levels - 1 - int(m[1])}.upsample.",
+        ),
+        (r"conv_norm_out", "norm_out"),
+        (r"conv_shortcut", "nin_shortcut"),
+    ]
+    out = {}
+    for key, value in vae.state_dict().items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        out[f"first_stage_model.{key}"] = value
+    return out
+
+
+def _clip_l_layout(text_encoder: Any) -> dict[str, torch.Tensor]:
+    # transformers 5 flattened CLIPTextModel; checkpoints keep the "text_model." level.
+    return {
+        f"conditioner.embedders.0.transformer.{k if k.startswith('text_model.') else 'text_model.' + k}": v
+        for k, v in text_encoder.state_dict().items()
+    }
+
+
+def _open_clip_layout(text_encoder_2: Any) -> dict[str, torch.Tensor]:
+    prefix = "conditioner.embedders.1.model."
+    state = dict(text_encoder_2.state_dict())
+    out = {
+        f"{prefix}text_projection": state.pop("text_projection.weight").T,
+        f"{prefix}token_embedding.weight": state.pop(
+            "text_model.embeddings.token_embedding.weight"
+        ),
+        f"{prefix}positional_embedding": state.pop(
+            "text_model.embeddings.position_embedding.weight"
+        ),
+        f"{prefix}ln_final.weight": state.pop("text_model.final_layer_norm.weight"),
+        f"{prefix}ln_final.bias": state.pop("text_model.final_layer_norm.bias"),
+    }
+    renames = {
+        "self_attn.out_proj": "attn.out_proj",
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+    }
+    for i in range(text_encoder_2.config.num_hidden_layers):
+        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for param in ("weight", "bias"):
+            qkv = [state.pop(f"{src}self_attn.{p}_proj.{param}") for p in "qkv"]
+            out[f"{dst}attn.in_proj_{param}"] = torch.cat(qkv)
+            for old, new in renames.items():
+                out[f"{dst}{new}.{param}"] = state.pop(f"{src}{old}.{param}")
+    assert not state, f"no original-layout name for text_encoder_2 keys {sorted(state)}"
+    return out
