@@ -18,5 +18,6 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
+    # "heads": features add their tables as branches off the initial schema.
     command.upgrade(alembic_config(url), revision)

@@ -85,14 +85,16 @@ def job_is_cancelled(session: Session, *, job_id: uuid.UUID) -> bool:
     return status == JobStatus.CANCELLED
 
 
+@dataclass(frozen=True)
+class ShardCompletion:
+    recorded: int  # cells newly recorded; a re-render of a recorded cell counts nothing
+    job_status: JobStatus | None  # the job's terminal status if this completion ended it
+
+
 def complete_shard(
     session: Session, *, shard: ClaimedShard, worker: str, results: list[CellResult]
-) -> int:
-    """Record images, bump the job counters by what is new, finish the shard (and job).
-
-    Returns how many cells were newly recorded: a re-render of a recorded cell
-    overwrites the same key and counts nothing.
-    """
+) -> ShardCompletion:
+    """Record images, bump the job counters by what is new, finish the shard (and job)."""
     now = utcnow()
     recorded = 0
     render_ms = 0
@@ -123,13 +125,13 @@ def complete_shard(
         )
         .values(status=ShardStatus.DONE, lease_until=None, updated_at=now)
     )
-    _bump_job(session, job_id=shard.job_id, done=recorded, failed=0, render_ms=render_ms)
-    return recorded
+    final = _bump_job(session, job_id=shard.job_id, done=recorded, failed=0, render_ms=render_ms)
+    return ShardCompletion(recorded, final)
 
 
 def fail_shard(
     session: Session, *, shard: ClaimedShard, worker: str, error: str, retry: bool
-) -> None:
+) -> JobStatus | None:
     """A render that raised: put the shard back in the queue, or fail its cells for good."""
     now = utcnow()
     if retry:
@@ -151,7 +153,7 @@ def fail_shard(
             )
             .values(error=error, attempts=Item.attempts + 1)
         )
-        return
+        return None
     failed = session.execute(
         update(Item)
         .where(
@@ -168,7 +170,7 @@ def fail_shard(
         )
         .values(status=ShardStatus.FAILED, lease_until=None, updated_at=now)
     )
-    _bump_job(session, job_id=shard.job_id, done=0, failed=failed, render_ms=0, error=error)
+    return _bump_job(session, job_id=shard.job_id, done=0, failed=failed, render_ms=0, error=error)
 
 
 def _bump_job(
@@ -179,7 +181,8 @@ def _bump_job(
     failed: int,
     render_ms: int,
     error: str | None = None,
-) -> None:
+) -> JobStatus | None:
+    """Add to the counters; returns the terminal status if this update finished the job."""
     values: dict[str, object] = {
         "done": Job.done + done,
         "failed": Job.failed + failed,
@@ -195,7 +198,7 @@ def _bump_job(
         .returning(Job.status, Job.total, Job.done, Job.failed, Job.cancelled)
     ).one()
     if JobStatus(counters.status) not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return
+        return None
     final = final_job_status(
         total=counters.total,
         done=counters.done,
@@ -208,6 +211,7 @@ def _bump_job(
             .where(Job.id == job_id)
             .values(status=final, finished_at=utcnow(), version=Job.version + 1)
         )
+    return final
 
 
 def queued_shard_ids(session: Session) -> list[tuple[str, int]]:

@@ -12,7 +12,7 @@ from models.queue import Publisher
 from models.settings import Settings
 from models.storage import make_storage
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
-from worker.shard_runner import ShardRunner
+from worker.shard_runner import ShardListener, ShardRunner
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,11 @@ def worker_id() -> str:
 
 
 def build_runner(
-    settings: Settings, *, publisher: Publisher, warm_models: list[str]
+    settings: Settings,
+    *,
+    publisher: Publisher,
+    warm_models: list[str],
+    listeners: list[ShardListener] | None = None,
 ) -> ShardRunner:
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
@@ -76,4 +80,5 @@ def build_runner(
         renderer_for=renderers,
         publisher=publisher,
         worker_id=worker_id(),
+        listeners=listeners,
     )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,7 @@ from models.shard_store import (
     job_is_cancelled,
     shard_cells,
 )
+from models.status import JobStatus
 from models.storage import Storage, image_key
 from models.tables import Item
 from worker.output import OutputStage
@@ -74,6 +76,14 @@ class RenderedShard:
     render_ms: int
 
 
+class ShardListener(Protocol):
+    """Told what landed, on the writer thread, after the database commit."""
+
+    def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None: ...
+
+    def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None: ...
+
+
 class ShardRunner:
     def __init__(
         self,
@@ -85,6 +95,7 @@ class ShardRunner:
         publisher: Publisher,
         worker_id: str,
         max_attempts: int = 3,
+        listeners: list[ShardListener] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -93,6 +104,7 @@ class ShardRunner:
         self.publisher = publisher
         self.worker_id = worker_id
         self.max_attempts = max_attempts
+        self.listeners = list(listeners or [])
         self.output: OutputStage[RenderedShard] = OutputStage(self._write, name="shard-writer")
 
     def run(self, shard_id: int) -> Outcome:
@@ -173,13 +185,31 @@ class ShardRunner:
 
     def _finish(self, shard: ClaimedShard, results: list[CellResult]) -> Outcome:
         with self.sessions.begin() as session:
-            complete_shard(session, shard=shard, worker=self.worker_id, results=results)
+            completion = complete_shard(
+                session, shard=shard, worker=self.worker_id, results=results
+            )
+        self._notify(shard, results, completion.job_status)
         return Outcome.RENDERED
+
+    def _notify(
+        self, shard: ClaimedShard, results: list[CellResult], finished: JobStatus | None
+    ) -> None:
+        for listener in self.listeners:
+            try:
+                if results:
+                    listener.cells_recorded(shard, results)
+                if finished is not None:
+                    listener.job_finished(shard, finished)
+            except Exception:  # a listener (sheet, metric) must never lose a shard
+                log.exception("listener %r failed for shard %s", listener, shard.id)
 
     def _fail(self, shard: ClaimedShard, error: str) -> Outcome:
         retry = shard.attempts < self.max_attempts
         with self.sessions.begin() as session:
-            fail_shard(session, shard=shard, worker=self.worker_id, error=error, retry=retry)
+            finished = fail_shard(
+                session, shard=shard, worker=self.worker_id, error=error, retry=retry
+            )
+        self._notify(shard, [], finished)
         if retry:
             self.publisher.publish(model=shard.model, shard_ids=[shard.id])
             return Outcome.RETRYING

@@ -52,9 +52,9 @@ def test_completion_counts_each_cell_once(sessions: sessionmaker[Session]) -> No
         cells = shard_cells(session, shard=shard)
     results = [CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10) for c in cells]
     with sessions.begin() as session:
-        assert complete_shard(session, shard=shard, worker="w1", results=results) == 2
+        assert complete_shard(session, shard=shard, worker="w1", results=results).recorded == 2
     with sessions.begin() as session:  # a late duplicate completion
-        assert complete_shard(session, shard=shard, worker="w1", results=results) == 0
+        assert complete_shard(session, shard=shard, worker="w1", results=results).recorded == 0
     job = _reload(sessions, job_id)
     assert (job.done, job.status) == (2, "succeeded")
     assert job.finished_at is not None
