@@ -12,11 +12,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
-from models.db import make_engine, make_session_factory
 from models.migrate import upgrade
 from models.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
 from models.settings import Settings
-from models.shard_store import queued_shard_ids
 from worker.embedded import EmbeddedWorker
 
 
@@ -26,12 +24,7 @@ def build_app(settings: Settings) -> tuple[FastAPI, EmbeddedWorker | None]:
         publisher: Publisher = CeleryPublisher(make_celery(settings))
         return create_app(settings, publisher=publisher), None
     local = LocalPublisher()
-    worker = EmbeddedWorker(settings, local)
-    # Work queued before a restart is in the database, not in the lost in-process queue.
-    sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
-    with sessions() as session:
-        for model, shard_id in queued_shard_ids(session):
-            local.publish(model=model, shard_ids=[shard_id])
+    worker = EmbeddedWorker(settings, local)  # its reconciler re-queues work from before
     return create_app(settings, publisher=local), worker
 
 

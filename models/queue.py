@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 from typing import Protocol
 
+import redis
 from celery import Celery
 
 from models.settings import Settings
@@ -44,10 +45,21 @@ def make_celery(settings: Settings) -> Celery:
 class Publisher(Protocol):
     def publish(self, *, model: str, shard_ids: list[int]) -> None: ...
 
+    def ready_count(self, *, model: str) -> int:
+        """Messages waiting in the model's queue (not yet taken by a worker)."""
+        ...
+
 
 class CeleryPublisher:
     def __init__(self, app: Celery) -> None:
         self.app = app
+        self._redis: redis.Redis | None = None
+
+    def ready_count(self, *, model: str) -> int:
+        # Celery's Redis transport keeps a queue as a plain list named after it.
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.app.conf.broker_url)
+        return int(self._redis.llen(queue_name(model)))
 
     def publish(self, *, model: str, shard_ids: list[int]) -> None:
         if not shard_ids:
@@ -64,8 +76,11 @@ class LocalPublisher:
     """Embedded mode: the worker thread in this process reads this queue."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[int] = queue.Queue()
+        self.queue: queue.Queue[tuple[str, int]] = queue.Queue()
 
     def publish(self, *, model: str, shard_ids: list[int]) -> None:
         for shard_id in shard_ids:
-            self.queue.put(shard_id)
+            self.queue.put((model, shard_id))
+
+    def ready_count(self, *, model: str) -> int:
+        return self.queue.qsize()

@@ -63,10 +63,22 @@ class Settings(BaseSettings):
     max_bulk_jobs: int = 100
     batch_size: int = 4  # cells per shard, rendered in one pipeline call
 
-    # Worker behaviour.
+    # Worker behaviour and fault tolerance.
     visibility_timeout_s: int = 4 * 3600  # above the longest shard
-    shard_lease_s: int = 600
+    shard_lease_s: int = 60  # renewed by the heartbeat; a dead worker's shard returns after it
+    heartbeat_s: float = 1.0  # lease renewal and cancellation checks
+    reconcile_interval_s: float = 5.0  # expired leases and lost messages
+    max_attempts: int = 3  # per cell, then it is failed with its error
+    retry_backoff_s: float = 2.0  # doubles with each attempt of a shard
     png_compress_level: int = 1  # 6 costs ~25% more CPU for ~5% smaller files
+
+    beat_interval_s: float = 5.0  # longest sleep between two scheduler passes
+    webhook_allow_private: bool = False  # allow loopback/private/link-local receivers
+    webhook_timeout_s: float = 10.0  # per HTTP attempt (connect, send, each read)
+    webhook_max_age_s: int = 24 * 3600  # retry for this long after the event, then give up
+    webhook_backoff_base_s: float = 10.0  # first retry delay; doubles, with jitter
+    webhook_backoff_max_s: float = 3600.0
+    webhook_concurrency: int = 8  # deliveries in flight per beat process
 
     api_url: str = "http://127.0.0.1:8000"
     api_key: str = ""

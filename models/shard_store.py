@@ -1,4 +1,4 @@
-"""Claiming and completing shards: the worker side of the data layer.
+"""Claiming and finishing shards: the worker side of the data layer.
 
 Every transition is a conditional UPDATE, so a duplicate message, a second
 worker or a late worker changes nothing that another already did.
@@ -7,14 +7,21 @@ worker or a late worker changes nothing that another already did.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from models.fair_share import next_shard_id
 from models.status import CellStatus, JobStatus, ShardStatus, final_job_status
-from models.tables import Item, Job, Shard, utcnow
+from models.tables import Item, Job, Shard, Tenant, utcnow
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+CLAIM_TRIES = 3  # another worker may take the chosen shard between choice and claim
 
 
 @dataclass(frozen=True)
@@ -34,13 +41,42 @@ class CellResult:
     sha256: str
     rating: str | None
     render_ms: int
+    # The rendered picture, in memory, for listeners (thumbnails); never stored here.
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
-def claim_shard(
-    session: Session, *, shard_id: int, worker: str, lease_s: int
+@dataclass(frozen=True)
+class CellFailure:
+    index: int
+    error: str
+
+
+@dataclass(frozen=True)
+class ShardCompletion:
+    recorded: int  # cells newly done; a re-render of a recorded cell counts nothing
+    failed: int  # cells that used their last attempt
+    requeued: bool  # some cells will be tried again (after a backoff)
+    job_status: JobStatus | None  # the job's terminal status if this attempt ended it
+
+
+def claim_next_shard(
+    session: Session, *, model: str, worker: str, lease_s: int, now: datetime | None = None
 ) -> ClaimedShard | None:
-    """queued -> running for this worker, or None if it is not (or no longer) queued."""
-    now = utcnow()
+    """Take the shard fair share says is next for ``model``: queued -> running, leased."""
+    now = now or utcnow()
+    for _ in range(CLAIM_TRIES):
+        shard_id = next_shard_id(session, model=model, now=now)
+        if shard_id is None:
+            return None
+        claimed = _claim(session, shard_id=shard_id, worker=worker, lease_s=lease_s, now=now)
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def _claim(
+    session: Session, *, shard_id: int, worker: str, lease_s: int, now: datetime
+) -> ClaimedShard | None:
     row = session.execute(
         update(Shard)
         .where(Shard.id == shard_id, Shard.status == ShardStatus.QUEUED)
@@ -57,12 +93,17 @@ def claim_shard(
     ).one_or_none()
     if row is None:
         return None
+    shard = ClaimedShard(*row)
+    session.execute(update(Tenant).where(Tenant.id == shard.tenant_id).values(last_claim_at=now))
+    session.execute(
+        update(Job).where(Job.id == shard.job_id).values(last_claim_at=now, version=Job.version + 1)
+    )
     session.execute(
         update(Job)
-        .where(Job.id == row.job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.RUNNING, started_at=now, version=Job.version + 1)
+        .where(Job.id == shard.job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.RUNNING, started_at=now)
     )
-    return ClaimedShard(*row)
+    return shard
 
 
 def shard_cells(session: Session, *, shard: ClaimedShard) -> list[Item]:
@@ -80,97 +121,139 @@ def shard_cells(session: Session, *, shard: ClaimedShard) -> list[Item]:
     )
 
 
-def job_is_cancelled(session: Session, *, job_id: uuid.UUID) -> bool:
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    return status == JobStatus.CANCELLED
+def renew_leases(session: Session, *, shard_ids: list[int], worker: str, lease_s: int) -> None:
+    """Heartbeat: the shards this worker still holds stay its own."""
+    if shard_ids:
+        session.execute(
+            update(Shard)
+            .where(
+                Shard.id.in_(shard_ids),
+                Shard.claimed_by == worker,
+                Shard.status == ShardStatus.RUNNING,
+            )
+            .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+        )
 
 
-@dataclass(frozen=True)
-class ShardCompletion:
-    recorded: int  # cells newly recorded; a re-render of a recorded cell counts nothing
-    job_status: JobStatus | None  # the job's terminal status if this completion ended it
+def cancelled_jobs(session: Session, *, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    if not job_ids:
+        return set()
+    rows = session.scalars(
+        select(Job.id).where(Job.id.in_(job_ids), Job.status == JobStatus.CANCELLED)
+    )
+    return set(rows)
 
 
-def complete_shard(
-    session: Session, *, shard: ClaimedShard, worker: str, results: list[CellResult]
+def finish_attempt(
+    session: Session,
+    *,
+    shard: ClaimedShard,
+    worker: str,
+    results: list[CellResult],
+    failures: list[CellFailure],
+    max_attempts: int,
+    backoff_s: float,
 ) -> ShardCompletion:
-    """Record images, bump the job counters by what is new, finish the shard (and job)."""
+    """Record one attempt at a shard: images that landed, cells that failed.
+
+    A failed cell is tried again (the shard goes back to the queue after a
+    backoff) until it has used ``max_attempts``; then it is failed for good
+    with its error. The job's counters move by what is new, in this transaction.
+    """
     now = utcnow()
     recorded = 0
     render_ms = 0
     for r in results:
-        recorded += session.execute(
+        recorded += _rowcount(
+            session.execute(
+                update(Item)
+                .where(
+                    Item.job_id == shard.job_id,
+                    Item.index == r.index,
+                    Item.status == CellStatus.QUEUED,
+                )
+                .values(
+                    status=CellStatus.DONE,
+                    key=r.key,
+                    sha256=r.sha256,
+                    rating=r.rating,
+                    render_ms=r.render_ms,
+                    attempts=Item.attempts + 1,
+                    finished_at=now,
+                    error=None,
+                )
+            )
+        )
+        render_ms += r.render_ms
+    failed = 0
+    last_error: str | None = None
+    for f in failures:
+        attempts = session.scalar(
             update(Item)
             .where(
                 Item.job_id == shard.job_id,
-                Item.index == r.index,
+                Item.index == f.index,
                 Item.status == CellStatus.QUEUED,
             )
-            .values(
-                status=CellStatus.DONE,
-                key=r.key,
-                sha256=r.sha256,
-                rating=r.rating,
-                render_ms=r.render_ms,
-                attempts=Item.attempts + 1,
-                finished_at=now,
-                error=None,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        render_ms += r.render_ms
-    session.execute(
-        update(Shard)
-        .where(
-            Shard.id == shard.id, Shard.status == ShardStatus.RUNNING, Shard.claimed_by == worker
+            .values(attempts=Item.attempts + 1, error=f.error)
+            .returning(Item.attempts)
         )
-        .values(status=ShardStatus.DONE, lease_until=None, updated_at=now)
-    )
-    final = _bump_job(session, job_id=shard.job_id, done=recorded, failed=0, render_ms=render_ms)
-    return ShardCompletion(recorded, final)
-
-
-def fail_shard(
-    session: Session, *, shard: ClaimedShard, worker: str, error: str, retry: bool
-) -> JobStatus | None:
-    """A render that raised: put the shard back in the queue, or fail its cells for good."""
-    now = utcnow()
-    if retry:
-        session.execute(
-            update(Shard)
-            .where(
-                Shard.id == shard.id,
-                Shard.status == ShardStatus.RUNNING,
-                Shard.claimed_by == worker,
+        if attempts is not None and attempts >= max_attempts:
+            failed += _rowcount(
+                session.execute(
+                    update(Item)
+                    .where(
+                        Item.job_id == shard.job_id,
+                        Item.index == f.index,
+                        Item.status == CellStatus.QUEUED,
+                    )
+                    .values(status=CellStatus.FAILED, finished_at=now)
+                )
             )
-            .values(status=ShardStatus.QUEUED, claimed_by=None, lease_until=None, updated_at=now)
-        )
-        session.execute(
-            update(Item)
+            last_error = f.error
+    still_queued = bool(
+        session.scalar(
+            select(func.count())
+            .select_from(Item)
             .where(
                 Item.job_id == shard.job_id,
                 Item.shard_index == shard.index,
                 Item.status == CellStatus.QUEUED,
             )
-            .values(error=error, attempts=Item.attempts + 1)
         )
-        return None
-    failed = session.execute(
-        update(Item)
-        .where(
-            Item.job_id == shard.job_id,
-            Item.shard_index == shard.index,
-            Item.status == CellStatus.QUEUED,
-        )
-        .values(status=CellStatus.FAILED, error=error, attempts=Item.attempts + 1, finished_at=now)
-    ).rowcount  # type: ignore[attr-defined]
-    session.execute(
-        update(Shard)
-        .where(
-            Shard.id == shard.id, Shard.status == ShardStatus.RUNNING, Shard.claimed_by == worker
-        )
-        .values(status=ShardStatus.FAILED, lease_until=None, updated_at=now)
     )
-    return _bump_job(session, job_id=shard.job_id, done=0, failed=failed, render_ms=0, error=error)
+    mine = [Shard.id == shard.id, Shard.status == ShardStatus.RUNNING, Shard.claimed_by == worker]
+    if still_queued:
+        delay = timedelta(seconds=backoff_s * 2 ** max(0, shard.attempts - 1))
+        session.execute(
+            update(Shard)
+            .where(*mine)
+            .values(
+                status=ShardStatus.QUEUED,
+                claimed_by=None,
+                lease_until=None,
+                available_at=now + delay,
+                updated_at=now,
+            )
+        )
+    else:
+        status = ShardStatus.FAILED if failed and not recorded else ShardStatus.DONE
+        session.execute(
+            update(Shard).where(*mine).values(status=status, lease_until=None, updated_at=now)
+        )
+    final = _bump_job(
+        session,
+        job_id=shard.job_id,
+        done=recorded,
+        failed=failed,
+        render_ms=render_ms,
+        error=last_error,
+    )
+    return ShardCompletion(recorded, failed, still_queued, final)
+
+
+def _rowcount(result: object) -> int:
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _bump_job(
@@ -212,13 +295,3 @@ def _bump_job(
             .values(status=final, finished_at=utcnow(), version=Job.version + 1)
         )
     return final
-
-
-def queued_shard_ids(session: Session) -> list[tuple[str, int]]:
-    """(model, shard id) of every queued shard: re-published after an embedded restart."""
-    rows = session.execute(
-        select(Shard.model, Shard.id)
-        .where(Shard.status == ShardStatus.QUEUED)
-        .order_by(Shard.priority_rank, Shard.id)
-    )
-    return [(model, shard_id) for model, shard_id in rows]

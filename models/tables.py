@@ -70,6 +70,7 @@ class Tenant(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_claim_at: Mapped[datetime | None] = mapped_column(default=None)  # fair-share order
 
 
 class ApiKey(Base):
@@ -111,6 +112,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_claim_at: Mapped[datetime | None] = mapped_column(default=None)  # fair-share order
 
 
 class Item(Base):
@@ -150,8 +152,8 @@ class Shard(Base):
     __tablename__ = "shards"
     __table_args__ = (
         UniqueConstraint("job_id", "index", name="uq_shards_job_index"),
-        # The claim query: queued shards of a model in priority order.
-        Index("ix_shards_claim", "model", "status", "priority_rank", "id"),
+        # The fair-share claim walks this: priority, then tenant, then job, then shard.
+        Index("ix_shards_claim", "model", "status", "priority_rank", "tenant_id", "job_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -166,5 +168,6 @@ class Shard(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    available_at: Mapped[datetime | None] = mapped_column(default=None)  # retry backoff
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ from typing import Any
 from celery import signals
 
 from models.queue import RENDER_TASK, CeleryPublisher, make_celery, queue_name
+from models.reconciler import Reconciler
 from models.settings import get_settings
 from worker.runtime import build_runner
 from worker.shard_runner import ShardRunner
@@ -15,21 +16,27 @@ from worker.shard_runner import ShardRunner
 log = logging.getLogger(__name__)
 
 app = make_celery(get_settings())
-_state: dict[str, Any] = {"model": get_settings().model, "runner": None}
+_state: dict[str, Any] = {"model": get_settings().model, "runner": None, "reconciler": None}
 
 
 @signals.worker_process_init.connect
 def _warm_up(**_: Any) -> None:
     # The solo pool sends this in the worker process itself, before any task.
     settings = get_settings()
-    _state["runner"] = build_runner(
-        settings, publisher=CeleryPublisher(app), warm_models=[_state["model"]]
+    runner = build_runner(settings, warm_models=[_state["model"]])
+    reconciler = Reconciler(
+        runner.sessions, CeleryPublisher(app), interval_s=settings.reconcile_interval_s
     )
+    reconciler.start()
+    _state.update(runner=runner, reconciler=reconciler)
     log.info("worker warm: model %s", _state["model"])
 
 
 @signals.worker_shutdown.connect
 def _drain(**_: Any) -> None:
+    reconciler: Reconciler | None = _state["reconciler"]
+    if reconciler is not None:
+        reconciler.stop()
     runner: ShardRunner | None = _state["runner"]
     if runner is not None:
         runner.close()  # what was rendered is written before the process exits
@@ -37,10 +44,12 @@ def _drain(**_: Any) -> None:
 
 @app.task(name=RENDER_TASK)
 def render_shard(shard_id: int) -> str:
+    """A token for this worker's model. ``shard_id`` names the shard that caused it,
+    but the worker takes whichever shard fair share says is next (usually that one)."""
     runner: ShardRunner | None = _state["runner"]
     if runner is None:
         raise RuntimeError("worker not initialised")
-    return runner.run(shard_id).value
+    return runner.run_next(_state["model"]).value
 
 
 def run_worker(model: str, *, loglevel: str = "INFO") -> None:

@@ -7,6 +7,7 @@ import queue
 import threading
 
 from models.queue import LocalPublisher
+from models.reconciler import Reconciler
 from models.settings import Settings
 from worker.runtime import build_runner
 
@@ -14,27 +15,34 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedWorker:
+    """Serves every enabled model (each loaded on first use) from one thread."""
+
     def __init__(self, settings: Settings, publisher: LocalPublisher) -> None:
         self.publisher = publisher
-        self.runner = build_runner(settings, publisher=publisher, warm_models=[settings.model])
+        self.runner = build_runner(settings, warm_models=[settings.model])
+        self.reconciler = Reconciler(
+            self.runner.sessions, publisher, interval_s=settings.reconcile_interval_s
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="embedded-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self.reconciler.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.reconciler.stop()
         self.runner.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                shard_id = self.publisher.queue.get(timeout=0.2)
+                model, _shard_id = self.publisher.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
             try:
-                self.runner.run(shard_id)
+                self.runner.run_next(model)
             except Exception:
-                log.exception("shard %s failed outside the runner", shard_id)
+                log.exception("shard of model %s failed outside the runner", model)

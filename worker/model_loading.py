@@ -20,9 +20,7 @@ import torch
 
 # diffusers classes come from their own modules: mypy resolves the package's lazy
 # top-level names to placeholder "dummy" classes without the real signatures.
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
-    StableDiffusionXLPipeline,
-)
+from diffusers import StableDiffusionXLPipeline
 from huggingface_hub import try_to_load_from_cache
 
 from worker.tiny_sdxl import TINY_SDXL_VERSION, ensure_tiny_sdxl

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,10 +25,51 @@ class RenderBatch:
     sampler: str
 
 
+StopCheck = Callable[[], bool]
+
+
+class RenderInterrupted(Exception):
+    """The job was cancelled while its batch was denoising."""
+
+
 class Renderer(Protocol):
     model_name: str
 
-    def render(self, batch: RenderBatch) -> list[Image.Image]: ...
+    def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
+        """Render the batch; raise RenderInterrupted soon after ``should_stop()`` turns true."""
+        ...
+
+
+def split_batch(batch: RenderBatch, lo: int, hi: int) -> RenderBatch:
+    return replace(
+        batch,
+        prompts=batch.prompts[lo:hi],
+        negative_prompts=batch.negative_prompts[lo:hi],
+        seeds=batch.seeds[lo:hi],
+    )
+
+
+def render_halving_on_oom(
+    render: Callable[[RenderBatch], list[Image.Image]], batch: RenderBatch
+) -> list[Image.Image]:
+    """Out of GPU memory: render each half separately, recursively, down to one image.
+
+    Each cell has its own generator, so a split batch gives the same images.
+    """
+    import torch
+
+    try:
+        return render(batch)
+    except torch.OutOfMemoryError:
+        size = len(batch.seeds)
+        if size == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = size // 2
+        return render_halving_on_oom(render, split_batch(batch, 0, half)) + (
+            render_halving_on_oom(render, split_batch(batch, half, size))
+        )
 
 
 class DiffusersRenderer:
@@ -46,8 +88,17 @@ class DiffusersRenderer:
             self._schedulers[sampler] = make_scheduler(sampler, self._base_scheduler_config)
         return self._schedulers[sampler]
 
-    def render(self, batch: RenderBatch) -> list[Image.Image]:
+    def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
+        return render_halving_on_oom(lambda b: self._render(b, should_stop), batch)
+
+    def _render(self, batch: RenderBatch, should_stop: StopCheck | None) -> list[Image.Image]:
         import torch
+
+        def on_step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            # Between denoising steps: a cancelled job stops using the GPU here.
+            if should_stop is not None and should_stop():
+                raise RenderInterrupted
+            return kwargs
 
         self.pipe.scheduler = self._scheduler(batch.sampler)
         # One CPU generator per cell: the noise depends on the seed alone, not on the
@@ -63,6 +114,7 @@ class DiffusersRenderer:
                 guidance_scale=batch.guidance_scale,
                 generator=generators,
                 output_type="pil",
+                callback_on_step_end=on_step_end,
             )
         return list(output.images)
 
@@ -74,12 +126,13 @@ class SimulatedRenderer:
         self.seconds_per_image = seconds_per_image
         self.model_name = model_name
 
-    def render(self, batch: RenderBatch) -> list[Image.Image]:
+    def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
         deadline = time.perf_counter() + self.seconds_per_image * len(batch.seeds)
         images = [self._draw(seed, batch.width, batch.height) for seed in batch.seeds]
-        remaining = deadline - time.perf_counter()
-        if remaining > 0:
-            time.sleep(remaining)
+        while (remaining := deadline - time.perf_counter()) > 0:
+            if should_stop is not None and should_stop():
+                raise RenderInterrupted
+            time.sleep(min(remaining, 0.05))
         return images
 
     @staticmethod

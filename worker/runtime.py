@@ -8,7 +8,6 @@ import socket
 import threading
 
 from models.db import make_engine, make_session_factory
-from models.queue import Publisher
 from models.settings import Settings
 from models.storage import make_storage
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
@@ -66,7 +65,6 @@ def worker_id() -> str:
 def build_runner(
     settings: Settings,
     *,
-    publisher: Publisher,
     warm_models: list[str],
     listeners: list[ShardListener] | None = None,
 ) -> ShardRunner:
@@ -78,7 +76,6 @@ def build_runner(
         sessions=make_session_factory(make_engine(settings.sqlalchemy_url)),
         storage=make_storage(settings),
         renderer_for=renderers,
-        publisher=publisher,
         worker_id=worker_id(),
         listeners=listeners,
     )

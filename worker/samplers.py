@@ -6,19 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# diffusers classes come from their own modules: mypy resolves the package's lazy
-# top-level names to placeholder "dummy" classes without the real signatures.
-from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
-from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
-from diffusers.schedulers.scheduling_heun_discrete import HeunDiscreteScheduler
-from diffusers.schedulers.scheduling_k_dpm_2_ancestral_discrete import (
+from diffusers import (
+    ConfigMixin,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    SchedulerMixin,
+    UniPCMultistepScheduler,
 )
-from diffusers.schedulers.scheduling_k_dpm_2_discrete import KDPM2DiscreteScheduler
-from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from models.samplers import SAMPLERS, canonical_sampler
 
@@ -27,7 +26,7 @@ _DPMPP_2M_SDE = {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
 
 # id -> (scheduler class, settings that define the sampler). Karras variants are the
 # same class with use_karras_sigmas=True.
-_SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+_SCHEDULERS: dict[str, tuple[type[ConfigMixin], dict[str, Any]]] = {
     "euler_a": (EulerAncestralDiscreteScheduler, {}),
     "euler": (EulerDiscreteScheduler, {}),
     "dpmpp_2m": (DPMSolverMultistepScheduler, _DPMPP_2M),
@@ -42,7 +41,6 @@ _SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "dpm2_a": (KDPM2AncestralDiscreteScheduler, {}),
     "dpm2_a_karras": (KDPM2AncestralDiscreteScheduler, {}),
 }
-assert set(_SCHEDULERS) == set(SAMPLERS), "models.samplers and worker.samplers disagree"
 
 # Keys that pick a sampling algorithm rather than describe the model's noise schedule.
 # A base config taken from another sampler's scheduler (pipe.scheduler.config after a

@@ -1,12 +1,14 @@
-"""One shard, start to finish: claim → render → (writer) encode, upload, record."""
+"""One shard, start to finish: claim → render → (writer thread) encode, upload, record."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -15,32 +17,31 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.animagine import rating_of
 from models.infotext import RenderParameters, format_infotext
-from models.queue import Publisher
 from models.settings import Settings
 from models.shard_store import (
+    CellFailure,
     CellResult,
     ClaimedShard,
-    claim_shard,
-    complete_shard,
-    fail_shard,
-    job_is_cancelled,
+    cancelled_jobs,
+    claim_next_shard,
+    finish_attempt,
     shard_cells,
 )
 from models.status import JobStatus
 from models.storage import Storage, image_key
 from models.tables import Item
+from worker.heartbeat import Heartbeat
 from worker.output import OutputStage
 from worker.png import encode_png
-from worker.renderer import RenderBatch, Renderer
+from worker.renderer import RenderBatch, Renderer, RenderInterrupted, split_batch
 
 log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
-    NOT_CLAIMED = "not_claimed"  # duplicate delivery, cancelled or already done
+    NOTHING = "nothing"  # no shard was waiting: a duplicate or surplus token
     RENDERED = "rendered"
-    RETRYING = "retrying"
-    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,10 @@ class CellParams:
 @dataclass(frozen=True)
 class RenderedShard:
     shard: ClaimedShard
-    cells: list[CellParams]
+    cells: list[CellParams]  # the cells that rendered, in order with ``images``
     images: list[Image.Image]
     render_ms: int
+    failures: list[CellFailure] = field(default_factory=list)
 
 
 class ShardListener(Protocol):
@@ -84,6 +86,20 @@ class ShardListener(Protocol):
     def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None: ...
 
 
+def batch_of(cells: list[CellParams]) -> RenderBatch:
+    first = cells[0].parameters
+    return RenderBatch(
+        prompts=[c.parameters.prompt for c in cells],
+        negative_prompts=[c.parameters.negative_prompt for c in cells],
+        seeds=[c.parameters.seed for c in cells],
+        width=first.width,
+        height=first.height,
+        steps=first.steps,
+        guidance_scale=first.guidance_scale,
+        sampler=first.sampler,
+    )
+
+
 class ShardRunner:
     def __init__(
         self,
@@ -92,71 +108,158 @@ class ShardRunner:
         sessions: sessionmaker[Session],
         storage: Storage,
         renderer_for: Callable[[str], Renderer],
-        publisher: Publisher,
         worker_id: str,
-        max_attempts: int = 3,
         listeners: list[ShardListener] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.storage = storage
         self.renderer_for = renderer_for
-        self.publisher = publisher
         self.worker_id = worker_id
-        self.max_attempts = max_attempts
         self.listeners = list(listeners or [])
+        self._held: dict[int, uuid.UUID] = {}  # shard id -> job id, claimed and unfinished
+        self._cancelled: set[uuid.UUID] = set()
+        self._lock = threading.Lock()
         self.output: OutputStage[RenderedShard] = OutputStage(self._write, name="shard-writer")
+        self.heartbeat = Heartbeat(
+            sessions=sessions,
+            worker=worker_id,
+            lease_s=settings.shard_lease_s,
+            interval_s=settings.heartbeat_s,
+            held=self._held_now,
+            on_cancelled=self._mark_cancelled,
+        )
+        self.heartbeat.start()
 
-    def run(self, shard_id: int) -> Outcome:
+    def run_next(self, model: str) -> Outcome:
+        """Claim the shard fair share picks for ``model``, render it, hand it to the writer."""
         with self.sessions.begin() as session:
-            shard = claim_shard(
-                session,
-                shard_id=shard_id,
-                worker=self.worker_id,
-                lease_s=self.settings.shard_lease_s,
+            shard = claim_next_shard(
+                session, model=model, worker=self.worker_id, lease_s=self.settings.shard_lease_s
             )
             if shard is None:
-                return Outcome.NOT_CLAIMED
+                return Outcome.NOTHING
             cells = [CellParams.of(item, shard.model) for item in shard_cells(session, shard=shard)]
+        self._hold(shard)
         if not cells:
-            return self._finish(shard, [])
-        first = cells[0].parameters
-        batch = RenderBatch(
-            prompts=[c.parameters.prompt for c in cells],
-            negative_prompts=[c.parameters.negative_prompt for c in cells],
-            seeds=[c.parameters.seed for c in cells],
-            width=first.width,
-            height=first.height,
-            steps=first.steps,
-            guidance_scale=first.guidance_scale,
-            sampler=first.sampler,
-        )
+            self.output.submit(RenderedShard(shard, [], [], 0))
+            return Outcome.RENDERED
+        renderer = self.renderer_for(shard.model)
+
+        def should_stop() -> bool:
+            return shard.job_id in self._cancelled
+
         started = time.perf_counter()
         try:
-            images = self.renderer_for(shard.model).render(batch)
-        except Exception as exc:
-            log.exception("render failed: shard %s of job %s", shard.id, shard.job_id)
-            return self._fail(shard, f"render failed: {exc!r}")
+            rendered = self._render(renderer, shard, cells, should_stop)
+        except RenderInterrupted:
+            log.info("job %s cancelled: stopped shard %s mid-render", shard.job_id, shard.id)
+            self._release(shard)
+            return Outcome.CANCELLED
         render_ms = int((time.perf_counter() - started) * 1000)
-        self.output.submit(RenderedShard(shard, cells, images, render_ms))
+        self.output.submit(
+            RenderedShard(shard, rendered.cells, rendered.images, render_ms, rendered.failures)
+        )
         return Outcome.RENDERED
 
+    def _render(
+        self,
+        renderer: Renderer,
+        shard: ClaimedShard,
+        cells: list[CellParams],
+        should_stop: Callable[[], bool],
+    ) -> RenderedShard:
+        try:
+            return RenderedShard(shard, cells, renderer.render(batch_of(cells), should_stop), 0)
+        except RenderInterrupted:
+            raise
+        except Exception as exc:
+            if len(cells) == 1:
+                log.exception("render failed: shard %s cell %s", shard.id, cells[0].index)
+                return RenderedShard(shard, [], [], 0, [CellFailure(cells[0].index, repr(exc))])
+        # One cell may be at fault (a prompt that breaks the pipeline): isolate it.
+        log.warning("batch of shard %s failed; rendering its cells one by one", shard.id)
+        batch = batch_of(cells)
+        done: list[CellParams] = []
+        images: list[Image.Image] = []
+        failures: list[CellFailure] = []
+        for i, cell in enumerate(cells):
+            try:
+                images += renderer.render(split_batch(batch, i, i + 1), should_stop)
+                done.append(cell)
+            except RenderInterrupted:
+                raise
+            except Exception as exc:
+                log.exception("render failed: shard %s cell %s", shard.id, cell.index)
+                failures.append(CellFailure(cell.index, f"render failed: {exc!r}"))
+        return RenderedShard(shard, done, images, 0, failures)
+
     def close(self) -> None:
-        """Finish writing what was rendered (graceful shutdown)."""
+        """Finish writing what was rendered (graceful shutdown), then stop the heartbeat."""
         self.output.close()
+        self.heartbeat.stop()
+
+    def drain(self) -> None:
+        self.output.drain()
+
+    # -- held shards (heartbeat) -------------------------------------------------
+
+    def _hold(self, shard: ClaimedShard) -> None:
+        with self._lock:
+            self._held[shard.id] = shard.job_id
+
+    def _release(self, shard: ClaimedShard) -> None:
+        with self._lock:
+            self._held.pop(shard.id, None)
+            if shard.job_id not in self._held.values():
+                self._cancelled.discard(shard.job_id)
+
+    def _held_now(self) -> dict[int, uuid.UUID]:
+        with self._lock:
+            return dict(self._held)
+
+    def _mark_cancelled(self, job_ids: set[uuid.UUID]) -> None:
+        with self._lock:
+            self._cancelled |= job_ids
+
+    # -- writer thread ---------------------------------------------------------
 
     def _write(self, rendered: RenderedShard) -> None:
         shard = rendered.shard
-        with self.sessions() as session:
-            if job_is_cancelled(session, job_id=shard.job_id):
-                return  # cancel settled: nothing new lands in storage
+        try:
+            with self.sessions() as session:
+                if cancelled_jobs(session, job_ids=[shard.job_id]):
+                    return  # cancel settled: nothing new lands in storage
+            results, failures = self._upload(rendered)
+            with self.sessions.begin() as session:
+                completion = finish_attempt(
+                    session,
+                    shard=shard,
+                    worker=self.worker_id,
+                    results=results,
+                    failures=failures,
+                    max_attempts=self.settings.max_attempts,
+                    backoff_s=self.settings.retry_backoff_s,
+                )
+        except Exception:
+            # The database is away: the lease lapses and the reconciler re-queues the shard.
+            log.exception("could not record shard %s of job %s", shard.id, shard.job_id)
+            return
+        finally:
+            self._release(shard)
+        self._notify(shard, results, completion.job_status)
+
+    def _upload(self, rendered: RenderedShard) -> tuple[list[CellResult], list[CellFailure]]:
+        shard = rendered.shard
         per_image_ms = rendered.render_ms // max(1, len(rendered.cells))
         results: list[CellResult] = []
-        try:
-            for cell, image in zip(rendered.cells, rendered.images, strict=True):
+        failures = list(rendered.failures)
+        for cell, image in zip(rendered.cells, rendered.images, strict=True):
+            p = cell.parameters
+            try:
                 png = encode_png(
                     image,
-                    parameters=format_infotext(cell.parameters),
+                    parameters=format_infotext(p),
                     compress_level=self.settings.png_compress_level,
                 )
                 key = image_key(
@@ -164,32 +267,19 @@ class ShardRunner:
                     tenant_id=shard.tenant_id,
                     job_id=shard.job_id,
                     index=cell.index,
-                    bucket=f"{cell.parameters.width}x{cell.parameters.height}",
-                    seed=cell.parameters.seed,
+                    bucket=f"{p.width}x{p.height}",
+                    seed=p.seed,
                 )
                 self.storage.put(key, png, content_type="image/png")
-                results.append(
-                    CellResult(
-                        cell.index,
-                        key,
-                        hashlib.sha256(png).hexdigest(),
-                        rating_of(cell.parameters.prompt),
-                        per_image_ms,
-                    )
-                )
-        except Exception as exc:
-            log.exception("upload failed: shard %s of job %s", shard.id, shard.job_id)
-            self._fail(shard, f"upload failed: {exc!r}")
-            return
-        self._finish(shard, results)
-
-    def _finish(self, shard: ClaimedShard, results: list[CellResult]) -> Outcome:
-        with self.sessions.begin() as session:
-            completion = complete_shard(
-                session, shard=shard, worker=self.worker_id, results=results
+            except Exception as exc:  # storage down after its own retries: try the cell later
+                log.exception("upload failed: shard %s cell %s", shard.id, cell.index)
+                failures.append(CellFailure(cell.index, f"upload failed: {exc!r}"))
+                continue
+            digest = hashlib.sha256(png).hexdigest()
+            results.append(
+                CellResult(cell.index, key, digest, rating_of(p.prompt), per_image_ms, image)
             )
-        self._notify(shard, results, completion.job_status)
-        return Outcome.RENDERED
+        return results, failures
 
     def _notify(
         self, shard: ClaimedShard, results: list[CellResult], finished: JobStatus | None
@@ -202,15 +292,3 @@ class ShardRunner:
                     listener.job_finished(shard, finished)
             except Exception:  # a listener (sheet, metric) must never lose a shard
                 log.exception("listener %r failed for shard %s", listener, shard.id)
-
-    def _fail(self, shard: ClaimedShard, error: str) -> Outcome:
-        retry = shard.attempts < self.max_attempts
-        with self.sessions.begin() as session:
-            finished = fail_shard(
-                session, shard=shard, worker=self.worker_id, error=error, retry=retry
-            )
-        self._notify(shard, [], finished)
-        if retry:
-            self.publisher.publish(model=shard.model, shard_ids=[shard.id])
-            return Outcome.RETRYING
-        return Outcome.FAILED

@@ -7,22 +7,18 @@ weights are noise, so the pictures are too; what it exercises is the real code p
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-
-# diffusers classes come from their own modules: mypy resolves the package's lazy
-# top-level names to placeholder "dummy" classes without the real signatures.
-from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+from diffusers import (
+    AutoencoderKL,
+    EulerAncestralDiscreteScheduler,
     StableDiffusionXLPipeline,
+    UNet2DConditionModel,
 )
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -50,80 +46,15 @@ _EOS = "<|endoftext|>"
 _MAX_LENGTH = 77
 # Whole-word BPE merges for common Danbooru words, so tags tokenize into a mix of words
 # and byte pieces like the real CLIP vocab; anything else falls back to single bytes.
-_WORDS = [
-    "girl",
-    "boy",
-    "solo",
-    "hair",
-    "eyes",
-    "long",
-    "short",
-    "blue",
-    "red",
-    "black",
-    "white",
-    "blonde",
-    "brown",
-    "pink",
-    "purple",
-    "green",
-    "smile",
-    "looking",
-    "at",
-    "viewer",
-    "masterpiece",
-    "best",
-    "quality",
-    "very",
-    "aesthetic",
-    "absurdres",
-    "highres",
-    "lowres",
-    "worst",
-    "bad",
-    "anatomy",
-    "hands",
-    "text",
-    "error",
-    "missing",
-    "fingers",
-    "dress",
-    "skirt",
-    "school",
-    "uniform",
-    "outdoors",
-    "indoors",
-    "sky",
-    "day",
-    "night",
-    "open",
-    "mouth",
-    "blush",
-    "bangs",
-    "shirt",
-    "holding",
-    "standing",
-    "sitting",
-    "simple",
-    "background",
-    "upper",
-    "body",
-    "full",
-    "cowboy",
-    "shot",
-    "portrait",
-    "from",
-    "side",
-    "above",
-    "below",
-    "bow",
-    "ribbon",
-    "jacket",
-    "hat",
-    "flower",
-    "cherry",
-    "blossoms",
-]
+_WORD_LIST = """
+girl boy solo hair eyes long short blue red black white blonde brown pink purple green
+smile looking at viewer masterpiece best quality very aesthetic absurdres highres lowres
+worst bad anatomy hands text error missing fingers dress skirt school uniform outdoors
+indoors sky day night open mouth blush bangs shirt holding standing sitting simple
+background upper body full cowboy shot portrait from side above below bow ribbon jacket
+hat flower cherry blossoms
+"""
+_WORDS = _WORD_LIST.split()
 
 # Sizes. te1 and te2 hidden sizes must differ: single-file loading tells CLIP-L from
 # OpenCLIP-G in a checkpoint by the embedding width.
@@ -169,8 +100,19 @@ def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
 def build_tokenizers() -> tuple[CLIPTokenizer, CLIPTokenizer]:
     """Two CLIP tokenizers on the same vocab; SDXL's second one pads with "!"."""
     vocab, merges = _vocab_and_merges()
-    first = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=_MAX_LENGTH)
-    second = CLIPTokenizer(vocab=vocab, merges=merges, pad_token="!", model_max_length=_MAX_LENGTH)
+    # Merges as (left, right) pairs: the BPE model rejects the "left right" strings of
+    # merges.txt when given a list.
+    first = CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=_MAX_LENGTH,
+    )
+    second = CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        pad_token="!",
+        model_max_length=_MAX_LENGTH,
+    )
     return first, second
 
 
@@ -193,7 +135,7 @@ def _text_config(vocab_size: int, hidden: int, projection: int) -> CLIPTextConfi
 def _unet() -> UNet2DConditionModel:
     # Four levels with attention only at the lowest (1/8 latent size, 16² tokens at
     # 1024²): attention at high latent resolution is what makes a tiny UNet slow.
-    return UNet2DConditionModel(
+    unet: UNet2DConditionModel = UNet2DConditionModel(
         sample_size=128,  # default render size 1024², like SDXL
         in_channels=4,
         out_channels=4,
@@ -209,12 +151,13 @@ def _unet() -> UNet2DConditionModel:
         addition_time_embed_dim=_TIME_EMBED_DIM,
         projection_class_embeddings_input_dim=6 * _TIME_EMBED_DIM + _TE2_PROJECTION,
     )
+    return unet
 
 
 def _vae() -> AutoencoderKL:
     # Four levels: scale factor 8 like SDXL's VAE. Decoding at full resolution is the
     # cost, hence four channels and no mid-block attention.
-    return AutoencoderKL(
+    vae: AutoencoderKL = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -227,6 +170,7 @@ def _vae() -> AutoencoderKL:
         scaling_factor=0.13025,
         mid_block_add_attention=False,
     )
+    return vae
 
 
 def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
@@ -273,6 +217,5 @@ def ensure_tiny_sdxl(folder: Path) -> Path:
             if not (folder / "model_index.json").exists():
                 raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return folder

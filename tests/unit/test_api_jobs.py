@@ -27,7 +27,7 @@ def test_create_writes_job_items_shards_and_publishes_them(
         shards = session.scalars(select(Shard).where(Shard.job_id == uuid.UUID(job["id"]))).all()
     assert len(items) == 12 and len(shards) == 3  # one shard per bucket (4 cells each)
     published = [api.publisher.queue.get_nowait() for _ in range(api.publisher.queue.qsize())]
-    assert sorted(published) == sorted(s.id for s in shards)
+    assert sorted(shard_id for _, shard_id in published) == sorted(s.id for s in shards)
 
 
 def test_get_with_etag_and_304(api: ApiClient) -> None:

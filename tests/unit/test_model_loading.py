@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
-    StableDiffusionXLPipeline,
-)
+from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import save_file
 
 from worker.model_loading import (
@@ -114,7 +112,7 @@ def test_missing_sources_name_the_path(tmp_path: Path) -> None:
     missing_file = tmp_path / "nope.safetensors"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing_file))):
         load_pipeline(parse_model_source(str(missing_file)), device="cpu", cache_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="no model_index.json"):
+    with pytest.raises(FileNotFoundError, match=r"no model_index\.json"):
         load_pipeline(ModelSource("folder", str(tmp_path)), device="cpu", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="simulated"):
         load_pipeline(parse_model_source("simulated:1"), device="cpu", cache_dir=tmp_path)
@@ -272,9 +270,10 @@ def _vae_layout(vae: Any) -> dict[str, torch.Tensor]:
 
 def _clip_l_layout(text_encoder: Any) -> dict[str, torch.Tensor]:
     # transformers 5 flattened CLIPTextModel; checkpoints keep the "text_model." level.
+    prefix = "conditioner.embedders.0.transformer.text_model."
     return {
-        f"conditioner.embedders.0.transformer.{k if k.startswith('text_model.') else 'text_model.' + k}": v
-        for k, v in text_encoder.state_dict().items()
+        prefix + key.removeprefix("text_model."): value
+        for key, value in text_encoder.state_dict().items()
     }
 
 

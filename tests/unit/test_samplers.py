@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
     StableDiffusionXLPipeline,
 )
-from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
-from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
 
 from models.samplers import DEFAULT_SAMPLER, SAMPLERS, a1111_name, canonical_sampler
 from worker.samplers import make_scheduler
@@ -109,9 +110,14 @@ def test_unsupported_schedule_type(name: str, schedule: str) -> None:
         canonical_sampler(name, schedule)
 
 
+def scheduler_for(sampler_id: str, base: Mapping[str, Any] = SDXL_BASE_SCHEDULER_CONFIG) -> Any:
+    # Typed Any: each scheduler class has its own attributes (sigmas, config fields).
+    return make_scheduler(sampler_id, base)
+
+
 @pytest.mark.parametrize("sampler_id", sorted(SAMPLERS))
 def test_make_scheduler_from_sdxl_config(sampler_id: str) -> None:
-    scheduler = make_scheduler(sampler_id, SDXL_BASE_SCHEDULER_CONFIG)
+    scheduler = scheduler_for(sampler_id)
     config = scheduler.config
     assert config.beta_schedule == "scaled_linear"
     assert config.timestep_spacing == "leading"
@@ -125,30 +131,31 @@ def test_make_scheduler_from_sdxl_config(sampler_id: str) -> None:
 
 
 def test_dpmpp_mapping() -> None:
-    plain = make_scheduler("DPM++ 2M", SDXL_BASE_SCHEDULER_CONFIG)
-    sde = make_scheduler("dpmpp_2m_sde_karras", SDXL_BASE_SCHEDULER_CONFIG)
+    plain = scheduler_for("DPM++ 2M")
+    sde = scheduler_for("dpmpp_2m_sde_karras")
     assert isinstance(plain, DPMSolverMultistepScheduler)
     assert (plain.config.algorithm_type, plain.config.solver_order) == ("dpmsolver++", 2)
     assert (sde.config.algorithm_type, sde.config.use_karras_sigmas) == ("sde-dpmsolver++", True)
-    assert isinstance(
-        make_scheduler("euler_a", SDXL_BASE_SCHEDULER_CONFIG), EulerAncestralDiscreteScheduler
-    )
+    assert isinstance(scheduler_for("euler_a"), EulerAncestralDiscreteScheduler)
 
 
 def test_karras_sigmas_differ_and_do_not_leak() -> None:
-    euler = make_scheduler("euler", {**SDXL_BASE_SCHEDULER_CONFIG, "use_karras_sigmas": True})
+    euler = scheduler_for("euler", {**SDXL_BASE_SCHEDULER_CONFIG, "use_karras_sigmas": True})
     assert isinstance(euler, EulerDiscreteScheduler)
     assert euler.config.use_karras_sigmas is False  # the base config's flag is dropped
-    plain = make_scheduler(
-        "dpmpp_2m", make_scheduler("dpmpp_2m_karras", SDXL_BASE_SCHEDULER_CONFIG).config
-    )
-    with_karras = make_scheduler("dpmpp_2m_karras", SDXL_BASE_SCHEDULER_CONFIG)
-    plain.set_timesteps(10)
-    with_karras.set_timesteps(10)
+    plain = scheduler_for("dpmpp_2m", scheduler_for("dpmpp_2m_karras").config)
+    with_karras = scheduler_for("dpmpp_2m_karras")
+    fresh = scheduler_for("dpmpp_2m")
+    for scheduler in (plain, with_karras, fresh):
+        scheduler.set_timesteps(10)
     assert not torch.equal(plain.sigmas, with_karras.sigmas)
-    fresh = make_scheduler("dpmpp_2m", SDXL_BASE_SCHEDULER_CONFIG)
-    fresh.set_timesteps(10)
     assert torch.equal(plain.sigmas, fresh.sigmas)
+
+
+def test_worker_knows_every_sampler() -> None:
+    from worker.samplers import _SCHEDULERS
+
+    assert set(_SCHEDULERS) == set(SAMPLERS)
 
 
 def test_unknown_sampler_id_for_scheduler() -> None:

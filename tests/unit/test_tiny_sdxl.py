@@ -6,10 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
-    StableDiffusionXLPipeline,
-)
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
+from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
 
 from worker.tiny_sdxl import build_tiny_sdxl, build_tokenizers, ensure_tiny_sdxl
 
