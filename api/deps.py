@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
+from api.limits import RateLimiter
 from models.job_store import get_job
 from models.key_store import tenant_for_key
 from models.queue import Publisher
@@ -25,6 +26,7 @@ class AppState:
     sessions: sessionmaker[Session]
     storage: Storage
     publisher: Publisher
+    limiter: RateLimiter
 
 
 def get_state(request: Request) -> AppState:
@@ -43,7 +45,7 @@ def get_session(state: State) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_session)]
 
 
-def get_tenant(request: Request, session: DbSession) -> uuid.UUID:
+def get_tenant(request: Request, session: DbSession, state: State) -> uuid.UUID:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -55,6 +57,7 @@ def get_tenant(request: Request, session: DbSession) -> uuid.UUID:
     tenant = tenant_for_key(session, key=key.strip())
     if tenant is None:
         raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    state.limiter.check(tenant)
     return tenant
 
 

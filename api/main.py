@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit, RateLimiter
 from api.routes import files, health, jobs
 from models.db import make_engine, make_session_factory
 from models.queue import Publisher
@@ -35,7 +36,9 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
         sessions=make_session_factory(engine),
         storage=make_storage(settings),
         publisher=publisher,
+        limiter=RateLimiter(per_s=settings.rate_limit_per_s, redis_url=settings.broker_url),
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     max_seeds: int = 10_000
     max_steps: int = 150
     max_bulk_jobs: int = 100
+    max_body_bytes: int = 2 * 1024 * 1024
+    rate_limit_per_s: int = 100  # requests per tenant per second; 0 disables
+    max_active_cells: int = 200_000  # queued + rendering cells per tenant; 0 disables
+    max_cells_per_day: int = 2_000_000  # cells submitted per tenant in 24 h; 0 disables
     batch_size: int = 4  # cells per shard, rendered in one pipeline call
 
     # Worker behaviour and fault tolerance.

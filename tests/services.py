@@ -129,9 +129,13 @@ class FarmProcess:
                 )
             time.sleep(0.05)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self) -> None:
+        """SIGKILL, no chance to clean up; reaped so nothing lingers."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM (graceful), then SIGKILL if it does not exit in time."""

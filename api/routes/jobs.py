@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import DbSession, State, TenantId, TenantJob
 from api.errors import ApiError
+from api.limits import check_quota
 from api.schemas import BulkJobsOut, ImagePage, JobOut, JobPage
 from api.views import image_out, job_etag, job_out
 from models.job_store import (
@@ -20,6 +21,7 @@ from models.job_store import (
     create_jobs,
     list_items,
     list_jobs,
+    retry_failed,
 )
 from models.spec import FieldError, JobSpec, SpecError, check_limits
 from models.status import JobStatus
@@ -93,6 +95,7 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     check_limits(spec, state.settings)
+    check_quota(session, state.settings, tenant=tenant, cells=spec.cell_count())
     [created] = _submit(state, session, tenant, [NewJob(spec, idempotency_key)])
     if not created.created:
         response.status_code = 200
@@ -130,6 +133,7 @@ def create_jobs_bulk(
         errors.append(FieldError("jobs", f"{total} cells in one request is too many"))
     if errors:
         raise SpecError(errors)
+    check_quota(session, state.settings, tenant=tenant, cells=total)
     requests = [
         NewJob(spec, f"{idempotency_key}#{i}" if idempotency_key else None)
         for i, spec in enumerate(body.jobs)
@@ -184,6 +188,22 @@ def get_images(
         items=[image_out(i, state.storage, expires_s=expires_s) for i in items],
         next_cursor=next_cursor,
     )
+
+
+@router.post("/{job_id}/retry")
+def retry(job: TenantJob, state: State, session: DbSession) -> JobOut:
+    """Re-run only the failed cells of a job; its done cells keep their images."""
+    shard_ids = retry_failed(session, job=job)
+    if not shard_ids:
+        session.rollback()
+        raise ApiError(
+            409,
+            f"job has no failed cells to retry (status {job.status})",
+            fields=[FieldError("failed", "no failed cells")],
+        )
+    session.commit()
+    state.publisher.publish(model=job.model, shard_ids=shard_ids)
+    return job_out(job)
 
 
 @router.post("/{job_id}/cancel")

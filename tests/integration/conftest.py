@@ -49,18 +49,26 @@ class Farm:
 
 
 def farm_env(
-    *, pg_url: str, redis_url: str, s3: S3Server, data_dir: Path, model_cache: Path, prefix: str
+    *,
+    pg_url: str,
+    redis_url: str,
+    s3_endpoint_url: str,
+    bucket: str,
+    data_dir: Path,
+    model_cache: Path,
+    prefix: str,
+    models: dict[str, str],
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(
         {
             "FARM_DATABASE_URL": pg_url,
             "FARM_BROKER_URL": redis_url,
-            "FARM_S3_ENDPOINT_URL": s3.endpoint_url,
-            "FARM_S3_BUCKET": s3.bucket,
+            "FARM_S3_ENDPOINT_URL": s3_endpoint_url,
+            "FARM_S3_BUCKET": bucket,
             "FARM_S3_PREFIX": prefix,
             "FARM_MODEL": "tiny-sdxl",
-            "FARM_MODELS": json.dumps(TEST_MODELS),
+            "FARM_MODELS": json.dumps(models),
             "FARM_MODEL_CACHE_DIR": str(model_cache),
             "FARM_DATA_DIR": str(data_dir),
             "AWS_ACCESS_KEY_ID": "testing",
@@ -71,32 +79,41 @@ def farm_env(
     return env
 
 
-@pytest.fixture(scope="module")
-def farm(
+@contextmanager
+def running_farm(
+    *,
     pg_url: str,
     redis_url: str,
-    s3: S3Server,
+    s3_endpoint_url: str,
+    bucket: str,
     model_cache: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    data_dir: Path,
+    models: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    worker_model: str = "tiny-sdxl",
 ) -> Iterator[Farm]:
-    data_dir = tmp_path_factory.mktemp("farm")
+    """`farm api` plus one `farm worker` process; stopped (gracefully) at the end."""
+    models = dict(models or TEST_MODELS)
     prefix = f"it-{uuid.uuid4().hex[:8]}"
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3=s3,
+        s3_endpoint_url=s3_endpoint_url,
+        bucket=bucket,
         data_dir=data_dir,
         model_cache=model_cache,
         prefix=prefix,
+        models=models,
     )
+    env.update(extra_env or {})
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        s3_bucket=s3.bucket,
+        s3_endpoint_url=s3_endpoint_url,
+        s3_bucket=bucket,
         s3_prefix=prefix,
         model="tiny-sdxl",
-        models=dict(TEST_MODELS),
+        models=models,
         data_dir=data_dir,
     )
     engine = make_engine(normalize_database_url(pg_url))
@@ -108,9 +125,28 @@ def farm(
     farm = Farm(env, f"http://127.0.0.1:{port}", key, settings, api, [])
     try:
         wait_http_ok(f"{farm.api_url}/healthz")
-        farm.start_worker()
+        farm.start_worker(worker_model)
         yield farm
     finally:
         for worker in farm.workers:
             worker.stop()
         api.stop()
+
+
+@pytest.fixture(scope="module")
+def farm(
+    pg_url: str,
+    redis_url: str,
+    s3: S3Server,
+    model_cache: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Farm]:
+    with running_farm(
+        pg_url=pg_url,
+        redis_url=redis_url,
+        s3_endpoint_url=s3.endpoint_url,
+        bucket=s3.bucket,
+        model_cache=model_cache,
+        data_dir=tmp_path_factory.mktemp("farm"),
+    ) as farm:
+        yield farm

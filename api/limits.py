@@ -1,0 +1,137 @@
+"""Abuse resistance: request body size, per-tenant request rate, per-tenant cell quotas.
+
+Every refusal is a 413 or a 429 with ``Retry-After``, in the API's error shape.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import ApiError, error_response
+from models.settings import Settings
+from models.spec import FieldError
+from models.status import JobStatus
+from models.tables import Job, utcnow
+
+
+class BodySizeLimit:
+    """413 for bodies over ``max_bytes``, whether Content-Length says so or the stream does."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413,
+            f"request body is larger than {self.max_bytes} bytes",
+            [FieldError("body", f"at most {self.max_bytes} bytes")],
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RateLimiter:
+    """Requests per second per tenant, in a fixed one-second window.
+
+    With a Redis broker the window is shared by every API replica; without one
+    (embedded mode) it is per process.
+    """
+
+    def __init__(self, *, per_s: int, redis_url: str) -> None:
+        self.per_s = per_s
+        self._redis = redis.Redis.from_url(redis_url) if redis_url.startswith("redis") else None
+        self._local: dict[tuple[uuid.UUID, int], int] = {}
+        self._lock = threading.Lock()
+
+    def check(self, tenant: uuid.UUID) -> None:
+        if self.per_s <= 0:
+            return
+        second = int(time.time())
+        if self._redis is not None:
+            key = f"farm:rate:{tenant}:{second}"
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 2)
+            count = int(pipe.execute()[0])
+        else:
+            with self._lock:
+                count = self._local.get((tenant, second), 0) + 1
+                self._local = {k: v for k, v in self._local.items() if k[1] >= second - 1}
+                self._local[(tenant, second)] = count
+        if count > self.per_s:
+            raise ApiError(
+                429,
+                f"more than {self.per_s} requests per second for this tenant",
+                headers={"Retry-After": "1"},
+            )
+
+
+def check_quota(session: Session, settings: Settings, *, tenant: uuid.UUID, cells: int) -> None:
+    """Refuse a submission that would take the tenant past its cell quotas."""
+    active = session.scalar(
+        select(func.coalesce(func.sum(Job.total - Job.done - Job.failed - Job.cancelled), 0)).where(
+            Job.tenant_id == tenant, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+        )
+    )
+    if settings.max_active_cells and int(active or 0) + cells > settings.max_active_cells:
+        raise ApiError(
+            429,
+            f"this tenant has {active} cells waiting or rendering; with {cells} more it would "
+            f"pass its limit of {settings.max_active_cells}",
+            fields=[FieldError("prompts", "active cell quota exceeded")],
+            headers={"Retry-After": "60"},
+        )
+    if not settings.max_cells_per_day:
+        return
+    since = utcnow() - timedelta(days=1)
+    window = session.execute(
+        select(func.coalesce(func.sum(Job.total), 0), func.min(Job.created_at)).where(
+            Job.tenant_id == tenant, Job.created_at > since
+        )
+    ).one()
+    used, oldest = int(window[0] or 0), window[1]
+    if used + cells > settings.max_cells_per_day:
+        wait_s = 3600 if oldest is None else max(1, int((oldest - since).total_seconds()) + 1)
+        raise ApiError(
+            429,
+            f"this tenant submitted {used} cells in the last 24 h; with {cells} more it would "
+            f"pass its daily limit of {settings.max_cells_per_day}",
+            fields=[FieldError("prompts", "daily cell quota exceeded")],
+            headers={"Retry-After": str(wait_s)},
+        )
