@@ -1,0 +1,173 @@
+"""What a client asks for when it schedules a grid: the campaign, validated field by field.
+
+The inner ``spec`` is a ``JobSpec`` and is checked exactly like a job
+(``check_campaign`` runs ``check_limits`` with the prefix ``spec.``), so errors
+name ``spec.buckets``, ``spec.prompts.3``, ... Type and value rules live on the
+models; the operator's limits, which need settings, in ``check_campaign``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from models.schedule import (
+    DEFAULT_CATCHUP_WINDOW,
+    MIN_CATCHUP_WINDOW,
+    OverlapPolicy,
+    parse_schedule,
+    validate_timezone,
+)
+from models.seed_policy import SeedPolicy
+from models.settings import Settings
+from models.spec import FieldError, JobSpec, SpecError, WebhookUrl, check_limits
+from models.tables import Campaign
+from models.webhook_urls import private_url_reason
+
+MAX_JITTER_S = 24 * 3600
+
+CatchupWindow = Annotated[
+    StrictInt,
+    Field(
+        ge=int(MIN_CATCHUP_WINDOW.total_seconds()),
+        validation_alias=AliasChoices("catchup_window_s", "catchup_window"),
+    ),
+]
+Jitter = Annotated[
+    StrictInt, Field(ge=0, le=MAX_JITTER_S, validation_alias=AliasChoices("jitter_s", "jitter"))
+]
+
+
+class CampaignIn(BaseModel):
+    """A campaign: render ``spec`` at every tick of ``schedule`` in ``timezone``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    schedule: StrictStr  # 5-field cron or an alias such as @daily
+    timezone: StrictStr = "UTC"  # IANA name
+    spec: JobSpec
+    enabled: StrictBool = True
+    seed_policy: SeedPolicy = SeedPolicy.FIXED
+    max_images_per_run: Annotated[StrictInt, Field(ge=1)] | None = None
+    end_at: AwareDatetime | None = None
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    catchup_window_s: CatchupWindow = int(DEFAULT_CATCHUP_WINDOW.total_seconds())
+    coalesce: StrictBool = True  # after an outage, run the latest missed tick only
+    pause_on_failure: StrictBool = False
+    jitter_s: Jitter = 0
+    webhook_url: WebhookUrl | None = None  # job.completed of every run's job
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return parse_schedule(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return validate_timezone(value).key
+
+
+class CampaignPatch(BaseModel):
+    """A partial update: the fields given replace the campaign's (``spec`` as a whole)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr | None = None
+    schedule: StrictStr | None = None
+    timezone: StrictStr | None = None
+    spec: JobSpec | None = None
+    enabled: StrictBool | None = None
+    seed_policy: SeedPolicy | None = None
+    max_images_per_run: StrictInt | None = None
+    end_at: AwareDatetime | None = None
+    overlap: OverlapPolicy | None = None
+    catchup_window_s: Annotated[
+        StrictInt | None, Field(validation_alias=AliasChoices("catchup_window_s", "catchup_window"))
+    ] = None
+    coalesce: StrictBool | None = None
+    pause_on_failure: StrictBool | None = None
+    jitter_s: Annotated[
+        StrictInt | None, Field(validation_alias=AliasChoices("jitter_s", "jitter"))
+    ] = None
+    webhook_url: StrictStr | None = None
+
+    def apply_to(self, current: dict[str, Any]) -> CampaignIn:
+        """The campaign after this patch, validated as a whole (errors name the field)."""
+        changes = self.model_dump(mode="json", exclude_unset=True)
+        return CampaignIn.model_validate({**current, **changes})
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap: OverlapPolicy | None = None  # default: the campaign's policy
+
+
+class BackfillIn(BaseModel):
+    """Render the ticks in ``[start, end)`` that have no job yet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+    dry_run: StrictBool = False  # only say which runs and seeds the range would have
+
+
+def check_campaign(campaign: CampaignIn, settings: Settings) -> None:
+    """Raise ``SpecError`` naming each field that breaks the operator's limits."""
+    errors: list[FieldError] = []
+    try:
+        check_limits(campaign.spec, settings, prefix="spec.")
+    except SpecError as exc:
+        errors.extend(exc.errors)
+    cells = campaign.spec.cell_count()
+    if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
+        errors.append(
+            FieldError(
+                "max_images_per_run",
+                f"the spec renders {cells} images per run, more than {campaign.max_images_per_run}",
+            )
+        )
+    if campaign.webhook_url is not None:
+        reason = private_url_reason(
+            campaign.webhook_url, allow_private=settings.webhook_allow_private
+        )
+        if reason:
+            errors.append(FieldError("webhook_url", reason))
+    if errors:
+        raise SpecError(errors)
+
+
+def campaign_input(row: Campaign) -> dict[str, Any]:
+    """A stored campaign as the input it came from (the base a PATCH applies to)."""
+    end_at: datetime | None = row.end_at
+    return {
+        "name": row.name,
+        "schedule": row.schedule,
+        "timezone": row.timezone,
+        "spec": row.spec,
+        "enabled": row.enabled,
+        "seed_policy": row.seed_policy,
+        "max_images_per_run": row.max_images_per_run,
+        "end_at": end_at.isoformat() if end_at is not None else None,
+        "overlap": row.overlap,
+        "catchup_window_s": row.catchup_window_s,
+        "coalesce": row.coalesce,
+        "pause_on_failure": row.pause_on_failure,
+        "jitter_s": row.jitter_s,
+        "webhook_url": row.webhook_url,
+    }

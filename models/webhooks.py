@@ -1,0 +1,354 @@
+"""Webhooks: the durable outbox, per-tenant signing secrets, and the signature scheme.
+
+An event is a row in ``webhook_deliveries``, inserted in the transaction that
+made it happen (a job reaching a terminal status), so an event is never lost
+and never sent for something that rolled back. ``farm beat`` claims due rows
+(``claim_due``: a lease, so a crashed sender's row comes back), POSTs them and
+records each attempt (``record_attempt``). Delivery is at least once: receivers
+dedupe on the event id (``Farm-Event-Id``, also ``id`` in the body).
+
+Signature: ``Farm-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+"<t>.<raw body>")>``; see docs/CAMPAIGNS.md for a verification snippet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.tables import CampaignRun, Job, WebhookAttempt, WebhookDelivery, WebhookSecret, utcnow
+
+JOB_COMPLETED = "job.completed"
+SIGNATURE_HEADER = "Farm-Signature"
+SECRET_PREFIX = "whsec_"
+SIGNATURE_TOLERANCE_S = 300
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # given up: a permanent refusal, or retried past the max age
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+# --- Signing --------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Farm-Signature`` header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(
+    secret: str, header: str, body: bytes, *, now: float, tolerance_s: int = SIGNATURE_TOLERANCE_S
+) -> bool:
+    """What a receiver does: a v1 signature matches and the timestamp is recent."""
+    fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
+    stamps = [v for k, v in fields if k.strip() == "t"]
+    if len(stamps) != 1 or not stamps[0].strip().isdigit():
+        return False
+    timestamp = int(stamps[0])
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body).rsplit("v1=", 1)[1]
+    return any(k.strip() == "v1" and hmac.compare_digest(v, expected) for k, v in fields)
+
+
+# --- Secrets --------------------------------------------------------------------------------
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def tenant_secret(session: Session, *, tenant_id: uuid.UUID) -> WebhookSecret:
+    """The tenant's signing secret, created on first use (safe against a concurrent first use)."""
+    row = session.get(WebhookSecret, tenant_id)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = WebhookSecret(tenant_id=tenant_id, secret=_new_secret(), created_at=utcnow())
+            session.add(row)
+    except IntegrityError:  # another transaction created it first
+        row = session.scalars(
+            select(WebhookSecret).where(WebhookSecret.tenant_id == tenant_id)
+        ).one()
+    return row
+
+
+def rotate_secret(session: Session, *, tenant_id: uuid.UUID) -> WebhookSecret:
+    """Replace the secret: deliveries signed from now on use the new one."""
+    row = tenant_secret(session, tenant_id=tenant_id)
+    row.secret = _new_secret()
+    row.created_at = utcnow()
+    session.flush()
+    return row
+
+
+# --- The outbox: enqueue ----------------------------------------------------------------------
+
+
+def job_payload(session: Session, *, job_id: uuid.UUID) -> tuple[uuid.UUID, dict[str, Any]]:
+    """(tenant, event data) of a job as it is now in this transaction."""
+    job = session.execute(
+        select(
+            Job.tenant_id,
+            Job.status,
+            Job.total,
+            Job.done,
+            Job.failed,
+            Job.cancelled,
+            Job.name,
+            Job.labels,
+            Job.model,
+            Job.error,
+            Job.created_at,
+            Job.started_at,
+            Job.finished_at,
+        ).where(Job.id == job_id)
+    ).one()
+    run = session.execute(
+        select(CampaignRun.id, CampaignRun.campaign_id, CampaignRun.scheduled_for).where(
+            CampaignRun.job_id == job_id
+        )
+    ).first()
+    data: dict[str, Any] = {
+        "job": {
+            "id": str(job_id),
+            "status": job.status,
+            "total": job.total,
+            "done": job.done,
+            "failed": job.failed,
+            "cancelled": job.cancelled,
+            "name": job.name,
+            "labels": job.labels,
+            "model": job.model,
+            "error": job.error,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+        },
+        "campaign": None
+        if run is None
+        else {
+            "id": str(run.campaign_id),
+            "run_id": str(run.id),
+            "scheduled_for": _iso(run.scheduled_for),
+        },
+    }
+    return job.tenant_id, data
+
+
+def enqueue_job_completed(session: Session, *, job_id: uuid.UUID) -> int | None:
+    """Queue ``job.completed`` if the job has a webhook URL; call in the finishing transaction."""
+    url = session.scalar(select(Job.spec["webhook_url"].as_string()).where(Job.id == job_id))
+    if not url:
+        return None  # one small query for the jobs without a webhook
+    tenant_id, data = job_payload(session, job_id=job_id)
+    now = utcnow()
+    delivery = WebhookDelivery(
+        event_id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        event=JOB_COMPLETED,
+        url=url,
+        payload=data,
+        status=DeliveryStatus.PENDING.value,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery.id
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def render_body(
+    *, event_id: uuid.UUID, event: str, created_at: datetime, payload: dict[str, Any], base_url: str
+) -> bytes:
+    """The exact bytes POSTed (and signed): the same for every attempt of one delivery."""
+    job_id = payload.get("job", {}).get("id")
+    base = base_url.rstrip("/")
+    links = {}
+    if job_id:
+        links = {
+            "job": f"{base}/v1/jobs/{job_id}",
+            "images": f"{base}/v1/jobs/{job_id}/images",
+            "webhooks": f"{base}/v1/jobs/{job_id}/webhooks",
+        }
+    body = {
+        "id": str(event_id),
+        "type": event,
+        "created_at": created_at.isoformat(),
+        "data": {**payload, "links": links},
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- The outbox: claim and record -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID
+    event: str
+    url: str
+    payload: dict[str, Any]
+    attempt: int  # the number of the attempt about to be made (1 = first)
+    created_at: datetime
+    secret: str
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, lease_s: float
+) -> list[ClaimedDelivery]:
+    """Take up to ``limit`` due deliveries: each is leased for ``lease_s`` to this caller.
+
+    ``FOR UPDATE SKIP LOCKED`` (Postgres) lets several senders claim side by side;
+    the lease (``next_attempt_at`` pushed ahead) makes a crashed sender's row due again.
+    """
+    due = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(due))
+    if not ids:
+        return []
+    rows = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == DeliveryStatus.PENDING)
+        .values(
+            attempts=WebhookDelivery.attempts + 1,
+            next_attempt_at=now + timedelta(seconds=lease_s),
+        )
+        .returning(
+            WebhookDelivery.id,
+            WebhookDelivery.event_id,
+            WebhookDelivery.tenant_id,
+            WebhookDelivery.event,
+            WebhookDelivery.url,
+            WebhookDelivery.payload,
+            WebhookDelivery.attempts,
+            WebhookDelivery.created_at,
+        )
+    ).all()
+    claimed = []
+    for row in sorted(rows, key=lambda r: ids.index(r.id)):
+        secret = tenant_secret(session, tenant_id=row.tenant_id).secret
+        claimed.append(
+            ClaimedDelivery(
+                id=row.id,
+                event_id=row.event_id,
+                tenant_id=row.tenant_id,
+                event=row.event,
+                url=row.url,
+                payload=row.payload,
+                attempt=row.attempts,
+                created_at=row.created_at,
+                secret=secret,
+            )
+        )
+    return claimed
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    outcome: AttemptOutcome
+    next_attempt_at: datetime | None  # when outcome is RETRY
+
+
+def record_attempt(session: Session, *, delivery: ClaimedDelivery, record: AttemptRecord) -> None:
+    """Log the attempt and move the delivery on (only if no later claim took it over)."""
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            number=delivery.attempt,
+            started_at=record.started_at,
+            duration_ms=record.duration_ms,
+            status_code=record.status_code,
+            error=record.error,
+            outcome=record.outcome.value,
+        )
+    )
+    values: dict[str, object] = {
+        "last_status_code": record.status_code,
+        "last_error": record.error,
+    }
+    if record.outcome is AttemptOutcome.SUCCEEDED:
+        values.update(status=DeliveryStatus.SUCCEEDED.value, delivered_at=utcnow())
+        mine = WebhookDelivery.status == DeliveryStatus.PENDING  # a late success still counts
+    else:
+        if record.outcome is AttemptOutcome.FAILED:
+            values["status"] = DeliveryStatus.FAILED.value
+        else:
+            values["next_attempt_at"] = record.next_attempt_at
+        mine = and_(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.attempts == delivery.attempt,
+        )
+    session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery.id, mine).values(**values)
+    )
+
+
+# --- Reading --------------------------------------------------------------------------------
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID | None,
+    before_id: int | None,
+    limit: int,
+) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+    """Newest first, with their attempts in order; ``before_id`` pages."""
+    query = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
+    if job_id is not None:
+        query = query.where(WebhookDelivery.job_id == job_id)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    deliveries = list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
+    attempts: dict[int, list[WebhookAttempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for attempt in session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.number)
+        ):
+            attempts[attempt.delivery_id].append(attempt)
+    return [(d, attempts[d.id]) for d in deliveries]
