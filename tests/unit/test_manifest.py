@@ -1,0 +1,143 @@
+"""The job-artifacts listener on real Postgres and S3: two workers share one job.
+
+Shards of one prompt land on different workers; each worker's sheets are
+composed from what is in storage, so the final sheets show every cell, and the
+manifest and gallery list every image with its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+import uuid
+
+import boto3
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.settings import Settings
+from models.shard_store import ClaimedShard
+from models.status import JobStatus
+from models.storage import GALLERY_NAME, MANIFEST_NAME, job_folder, make_storage
+from models.tables import Job
+from tests.conftest import ApiClient
+from worker.contact_sheet import plan_layout, scale_to_height
+from worker.job_artifacts import JobArtifacts
+from worker.runtime import build_runner, close_runner
+from worker.shard_runner import Outcome, ShardRunner
+
+# A model of this test's own: the shared test database holds other tests' queued shards.
+MODEL = f"sim-{uuid.uuid4().hex[:8]}"
+SPEC = {
+    "name": "two workers",
+    "prompts": ["1girl, solo", "1boy, solo"],
+    "buckets": ["1:1", "13:19"],
+    "seeds": [5, 6],
+    "model": MODEL,
+}
+
+
+def _artifacts(runner: ShardRunner) -> JobArtifacts:
+    return next(x for x in runner.listeners if isinstance(x, JobArtifacts))
+
+
+def _render_on_two_workers(settings: Settings) -> tuple[JobArtifacts, JobArtifacts]:
+    workers = [build_runner(settings, warm_models=[MODEL]) for _ in range(2)]
+    try:
+        idle = 0
+        turn = 0
+        while idle < 2:  # alternate: each worker takes the next shard in turn
+            outcome = workers[turn % 2].run_next(MODEL)
+            idle = idle + 1 if outcome == Outcome.NOTHING else 0
+            workers[turn % 2].drain()
+            turn += 1
+    finally:
+        for worker in workers:
+            close_runner(worker)
+    return _artifacts(workers[0]), _artifacts(workers[1])
+
+
+def test_sheets_manifest_and_gallery_from_two_workers(
+    api: ApiClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    settings.models[MODEL] = "simulated:0.01"  # shared with the api fixture's settings
+    settings = settings.model_copy(update={"sheet_interval_s": 60.0})  # only event-driven
+    job = api.client.post("/v1/jobs", json=SPEC, headers=api.auth).json()
+    a, b = _render_on_two_workers(settings)
+    assert a.counters.thumbs and b.counters.thumbs  # both workers rendered cells
+    assert a.counters.thumbs + b.counters.thumbs == 8
+    # A prompt's sheet was drawn when its last cell landed, not only at the end.
+    assert a.counters.sheets + b.counters.sheets >= 2 + 2
+
+    with sessions() as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None and row.status == "succeeded"
+        folder = job_folder(prefix=settings.s3_prefix, tenant_id=row.tenant_id, job_id=row.id)
+    storage = make_storage(settings)
+    manifest = json.loads(storage.get(f"{folder}/{MANIFEST_NAME}"))
+    assert manifest["job"]["id"] == job["id"] and manifest["job"]["status"] == "succeeded"
+    assert manifest["model"] == {"name": MODEL, "revision": "simulated:0.01"}
+    assert manifest["spec"]["prompts"] == SPEC["prompts"]
+    assert manifest["grid"]["seeds"] == [5, 6]
+    assert len(manifest["cells"]) == 8
+    pngs: dict[int, Image.Image] = {}
+    for cell in manifest["cells"]:
+        data = storage.get(cell["key"])
+        assert cell["status"] == "done" and hashlib.sha256(data).hexdigest() == cell["sha256"]
+        assert cell["key"] == f"{folder}/{cell['file']}"
+        assert storage.exists(f"{folder}/{cell['thumb']}")
+        pngs[cell["index"]] = Image.open(io.BytesIO(data))
+
+    # Every cell of every sheet shows its own image (from whichever worker made it).
+    for prompt, sheet_name in enumerate(manifest["contact_sheets"]):
+        sheet = Image.open(io.BytesIO(storage.get(f"{folder}/{sheet_name}"))).convert("RGB")
+        layout = plan_layout(
+            title=f"prompt {prompt + 1} of 2 · {SPEC['prompts'][prompt]}",
+            column_labels=["1024x1024", "832x1216"],
+            column_sizes=[(1024, 1024), (832, 1216)],
+            row_labels=["seed 5", "seed 6"],
+            footer=f"4 of 4 images · {MODEL}",
+        )
+        assert sheet.size == layout.size
+        for cell in manifest["cells"][prompt * 4 : prompt * 4 + 4]:
+            row_, col = cell["index"] % 2, (cell["index"] // 2) % 2
+            got = np.asarray(sheet.crop(layout.cell_boxes[row_][col])).astype(int)
+            want = np.asarray(scale_to_height(pngs[cell["index"]])).astype(int)
+            assert np.abs(got - want).mean() < 3, (prompt, cell["index"])
+
+    html = storage.get(f"{folder}/{GALLERY_NAME}").decode()
+    inline = re.search(r'<script type="application/json" id="farm-data">(.*?)</script>', html, re.S)
+    assert inline is not None and json.loads(inline.group(1)) == manifest
+
+
+def test_the_manifest_is_rewritten_identically(
+    api: ApiClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    settings.models[MODEL] = "simulated:0.01"  # shared with the api fixture's settings
+    job = api.client.post("/v1/jobs", json={**SPEC, "prompts": ["1girl"]}, headers=api.auth).json()
+    _render_on_two_workers(settings)
+    with sessions() as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None
+        folder = job_folder(prefix=settings.s3_prefix, tenant_id=row.tenant_id, job_id=row.id)
+        shard = ClaimedShard(0, row.id, row.tenant_id, 0, row.model, 1)
+    storage = make_storage(settings)
+    first = storage.get(f"{folder}/{MANIFEST_NAME}")
+    gallery = storage.get(f"{folder}/{GALLERY_NAME}")
+    time.sleep(0.01)
+    # Another worker (a fresh listener, nothing in memory) finishing the same job again.
+    again = JobArtifacts(settings=settings, sessions=sessions, storage=storage)
+    again.job_finished(shard, JobStatus.SUCCEEDED)
+    again.close()
+    assert again.counters.jobs_finished == 1
+    assert storage.get(f"{folder}/{MANIFEST_NAME}") == first
+    assert storage.get(f"{folder}/{GALLERY_NAME}") == gallery
+    # Its sheets came from the thumbnails in storage: none had to be made again.
+    assert again.counters.thumbs == 0 and again.counters.sheets == 1
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    listing = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{folder}/thumbs/")
+    assert len(listing.get("Contents", [])) == 4
