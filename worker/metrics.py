@@ -1,0 +1,188 @@
+"""What a worker measures: images, render and upload times, finished jobs, GPU memory.
+
+The metrics live in prometheus_client's default registry of the process; ``farm
+worker`` serves them on ``FARM_METRICS_PORT`` (:func:`serve_metrics`), and in
+embedded mode the API's ``/metrics`` shows them. Timings come from thin wrappers
+around the renderer and the storage, counts from a :class:`ShardListener`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+from PIL import Image
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import metrics_names as names
+from models.shard_store import CellResult, ClaimedShard
+from models.status import JobStatus
+from models.storage import Storage
+from models.tables import Job
+from worker.renderer import RenderBatch, Renderer, StopCheck
+
+log = logging.getLogger(__name__)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no farm_*_created series
+IMAGES = Counter(names.IMAGES, names.IMAGES_HELP, ["model", "bucket"])
+RENDER_SECONDS = Histogram(
+    names.RENDER_SECONDS, names.RENDER_SECONDS_HELP, ["bucket"], buckets=names.RENDER_BUCKETS_S
+)
+UPLOAD_SECONDS = Histogram(
+    names.UPLOAD_SECONDS, names.UPLOAD_SECONDS_HELP, buckets=names.UPLOAD_BUCKETS_S
+)
+JOB_LATENCY = Histogram(
+    names.JOB_LATENCY, names.JOB_LATENCY_HELP, buckets=names.JOB_LATENCY_BUCKETS_S
+)
+JOBS = Counter(names.JOBS, names.JOBS_HELP, ["status"])
+
+
+def bucket_label(width: int, height: int) -> str:
+    return f"{width}x{height}"
+
+
+class TimedRenderer:
+    """A renderer whose every completed pipeline call is observed in farm_render_seconds."""
+
+    def __init__(self, inner: Renderer) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+
+    def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
+        started = time.perf_counter()
+        images = self.inner.render(batch, should_stop)
+        elapsed = time.perf_counter() - started
+        RENDER_SECONDS.labels(bucket_label(batch.width, batch.height)).observe(elapsed)
+        return images
+
+
+def timed_renderers(renderer_for: Callable[[str], Renderer]) -> Callable[[str], Renderer]:
+    def timed(model: str) -> Renderer:
+        return TimedRenderer(renderer_for(model))
+
+    return timed
+
+
+class TimedStorage:
+    """Storage whose puts (the runner's image uploads) are observed in farm_upload_seconds."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        with UPLOAD_SECONDS.time():  # failed puts too: slow failures are what to see
+            self.inner.put(key, data, content_type=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def url(self, key: str, *, expires_s: int) -> str:
+        return self.inner.url(key, expires_s=expires_s)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+
+class MetricsListener:
+    """Counts images and finished jobs as the runner records them, and logs each."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None:
+        for result in results:
+            IMAGES.labels(shard.model, _bucket_of(result)).inc()
+        log.info("shard %s: %d image(s) recorded", shard.id, len(results))
+
+    def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None:
+        JOBS.labels(status.value).inc()
+        latency_s = self._latency_s(shard.job_id)
+        if latency_s is not None:
+            JOB_LATENCY.observe(latency_s)
+        log.info(
+            "job %s %s",
+            shard.job_id,
+            status.value,
+            extra={"status": status.value, "latency_s": latency_s},
+        )
+
+    def _latency_s(self, job_id: uuid.UUID) -> float | None:
+        with self.sessions() as session:
+            row = session.execute(
+                select(Job.created_at, Job.finished_at).where(Job.id == job_id)
+            ).one_or_none()
+        if row is None:
+            return None
+        created_at, finished_at = row
+        if finished_at is None:
+            return None
+        return max(0.0, (finished_at - created_at).total_seconds())
+
+
+def _bucket_of(result: CellResult) -> str:
+    # An image is rendered at its bucket's exact size.
+    return bucket_label(*result.image.size) if result.image is not None else "unknown"
+
+
+def gpu_memory_allocated() -> dict[str, int]:
+    """Bytes torch has allocated per CUDA device; empty without CUDA or before its first use."""
+    torch = sys.modules.get("torch")  # never import torch just to be scraped
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {
+        f"cuda:{i}": int(torch.cuda.memory_allocated(i)) for i in range(torch.cuda.device_count())
+    }
+
+
+class GpuMemoryCollector(Collector):
+    """farm_gpu_memory_bytes{device}, read at scrape time; absent on a CPU-only worker."""
+
+    def __init__(self, read: Callable[[], dict[str, int]] = gpu_memory_allocated) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(names.GPU_MEMORY, names.GPU_MEMORY_HELP, labels=["device"])]
+
+    def collect(self) -> Iterator[Metric]:
+        readings = self.read()
+        if not readings:
+            return
+        family = GaugeMetricFamily(names.GPU_MEMORY, names.GPU_MEMORY_HELP, labels=["device"])
+        for device, allocated in sorted(readings.items()):
+            family.add_metric([device], allocated)
+        yield family
+
+
+REGISTRY.register(GpuMemoryCollector())
+
+
+def serve_metrics(port: int) -> WSGIServer | None:
+    """Serve this process's metrics on ``port`` (all interfaces), from a daemon thread.
+
+    A port already in use is logged, not fatal: the worker renders all the same
+    (give each worker on one host its own FARM_METRICS_PORT). 0 serves nothing.
+    """
+    if port == 0:
+        log.info("FARM_METRICS_PORT is 0: this worker serves no metrics")
+        return None
+    try:
+        server, _ = start_http_server(port)
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d (%s): give each worker its own", port, exc)
+        return None
+    log.info("metrics on :%d/metrics", port)
+    return server
