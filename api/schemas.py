@@ -31,6 +31,15 @@ class JobOut(BaseModel):
     links: dict[str, str]
 
 
+class DryRunOut(BaseModel):
+    """``POST /v1/jobs?dry_run=true``: the grid checked and counted, nothing created."""
+
+    dry_run: bool = True
+    total: int
+    estimated_gpu_seconds: float  # on one H100 (models/axes.py has the assumptions)
+    axes: dict[str, int]  # values per axis, outermost first
+
+
 class JobPage(BaseModel):
     items: list[JobOut]
     next_cursor: str | None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from api.schemas import ImageOut, JobOut
 from models.status import JobStatus, Priority
-from models.storage import Storage
+from models.storage import GALLERY_NAME, MANIFEST_NAME, Storage
 from models.tables import Item, Job
 
 
@@ -39,7 +39,16 @@ def job_out(job: Job) -> JobOut:
         labels=job.labels,
         model=job.model,
         priority=Priority(job.priority),
-        links={"self": base, "images": f"{base}/images", "cancel": f"{base}/cancel"},
+        links={
+            "self": base,
+            "images": f"{base}/images",
+            "cancel": f"{base}/cancel",
+            # The web page, and the job folder's files (written by the worker as cells land).
+            "page": f"/web/jobs/{job.id}",
+            "contact_sheets": f"/web/jobs/{job.id}/sheets",
+            "gallery": f"/web/jobs/{job.id}/files/{GALLERY_NAME}",
+            "manifest": f"/web/jobs/{job.id}/files/{MANIFEST_NAME}",
+        },
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +24,15 @@ err = Console(stderr=True)
 
 EXIT_FAILED = 1  # the job did not succeed
 EXIT_API_ERROR = 2  # the API refused the request
+SERVICES = frozenset({"api", "worker", "beat"})  # long-running: structured logs (FARM_LOG_*)
+
+
+@app.callback()
+def _start(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand in SERVICES:
+        from models.logging_setup import setup_logging
+
+        setup_logging(get_settings())
 
 
 @app.command()
@@ -52,7 +61,8 @@ def api(
         console.print("embedded mode: no FARM_BROKER_URL, rendering in this process")
         worker.start()
     try:
-        uvicorn.run(fastapi_app, host=host, port=port, log_level="info")
+        # uvicorn's loggers go through the root logger; RequestLog writes the access log.
+        uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False)
     finally:
         if worker is not None:
             worker.stop()
@@ -75,6 +85,18 @@ def worker(
     from worker.celery_app import run_worker
 
     run_worker(model or settings.model)
+
+
+@app.command()
+def beat() -> None:
+    """Run the campaign scheduler and webhook delivery (as many processes as you like)."""
+    settings = get_settings()
+    if settings.embedded:
+        err.print("FARM_BROKER_URL is not set: `farm beat` publishes campaign runs to a broker")
+        raise typer.Exit(EXIT_API_ERROR)
+    from farm.beat import run_beat
+
+    run_beat(settings)
 
 
 @keys_app.command("create")
@@ -136,7 +158,7 @@ def _api_error(exc: FarmApiError) -> typer.Exit:
     return typer.Exit(EXIT_API_ERROR)
 
 
-def watch(client: FarmClient, job: dict[str, object]) -> dict[str, object]:
+def watch(client: FarmClient, job: dict[str, Any]) -> dict[str, Any]:
     label = str(job.get("name") or job["id"])
     with JobProgress(console, int(str(job["total"])), label) as bar:
         return client.wait(str(job["id"]), poll_s=0.5, on_update=bar.update)
@@ -167,9 +189,13 @@ def submit(
         if not wait:
             return
         finals = [watch(client, job) for job in jobs]
-    bad = [j for j in finals if j["status"] != "succeeded"]
-    for j in finals:
-        console.print(f"job {j['id']}: {j['status']} ({j['done']}/{j['total']} images)")
+        bad = [j for j in finals if j["status"] != "succeeded"]
+        for j in finals:
+            console.print(f"job {j['id']}: {j['status']} ({j['done']}/{j['total']} images)")
+        for j in finals:  # last: where to look at the result
+            if j["done"]:
+                gallery = client.wait_for_file(j["links"]["gallery"], timeout_s=30)
+                console.print(f"gallery: {gallery}", soft_wrap=True)
     if bad:
         raise typer.Exit(EXIT_FAILED)
 
@@ -204,6 +230,8 @@ def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
     ):
         table.add_row(key, "" if job.get(key) is None else str(job[key]))
     console.print(table)
+    for link in ("page", "gallery", "manifest"):  # whole, never cut to the table's width
+        console.print(f"{link + ':':<10}{client.absolute(job['links'][link])}", soft_wrap=True)
     if job["status"] in ("failed", "partial", "cancelled"):
         raise typer.Exit(EXIT_FAILED)
 
@@ -219,10 +247,12 @@ def jobs(
             rows = client.jobs(status=status_filter, limit=limit)
         except FarmApiError as exc:
             raise _api_error(exc) from None
-    table = Table("id", "name", "status", "done/total", "created")
+    table = Table("name", "status", "done/total", "created")
+    table.add_column("id", no_wrap=True, min_width=36)  # whole, to copy into `farm status`
     for j in rows:
+        created = j["created_at"][:16].replace("T", " ")
         table.add_row(
-            j["id"], j.get("name") or "", j["status"], f"{j['done']}/{j['total']}", j["created_at"]
+            j.get("name") or "", j["status"], f"{j['done']}/{j['total']}", created, j["id"]
         )
     console.print(table)
 
@@ -235,8 +265,11 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its data.")] = Path(
         "farm-demo"
     ),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the API and web page up afterwards.")
+    ] = False,
 ) -> None:
     """Run the whole farm in this process and render a sample Animagine grid."""
     from farm.demo import run_demo
 
-    sys.exit(run_demo(console, data_dir=data_dir, steps=steps))
+    sys.exit(run_demo(console, data_dir=data_dir, steps=steps, serve=serve))

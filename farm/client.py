@@ -41,13 +41,17 @@ class FarmClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                message, detail = body.get("message", response.text), body.get("detail", [])
-            except ValueError:
-                message, detail = response.text, []
-            raise FarmApiError(response.status_code, message, detail)
+            self._raise(response)
         return response.json()
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            body = response.json()
+            message, detail = body.get("message", response.text), body.get("detail", [])
+        except ValueError:
+            message, detail = response.text, []
+        raise FarmApiError(response.status_code, message, detail)
 
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -86,6 +90,38 @@ class FarmClient:
             cursor = page["next_cursor"]
             if not cursor:
                 return
+
+    def absolute(self, path: str) -> str:
+        """A link of the API's (``links`` are paths) as a full URL."""
+        return str(self._http.base_url.join(path))
+
+    def contact_sheets(self, job_id: str) -> list[dict[str, Any]]:
+        """One per prompt: ``{prompt_index, prompt, url}`` (url: a path on the API)."""
+        page: dict[str, Any] = self._request("GET", f"/web/jobs/{job_id}/sheets")
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def manifest(self, job_id: str) -> dict[str, Any]:
+        """The job's manifest.json (written when the job ends)."""
+        result: dict[str, Any] = self._request("GET", f"/web/jobs/{job_id}/files/manifest.json")
+        return result
+
+    def file(self, path: str) -> bytes:
+        """A file of a job's folder by its link (a gallery, a sheet), following redirects."""
+        response = self._http.get(path, follow_redirects=True)
+        if response.status_code >= 400:
+            self._raise(response)
+        return response.content
+
+    def wait_for_file(self, path: str, *, timeout_s: float = 30.0, poll_s: float = 0.25) -> str:
+        """Wait until a link answers (the gallery is written just after a job ends);
+        returns its full URL either way."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._http.get(path).status_code == 200:
+                break
+            time.sleep(poll_s)
+        return self.absolute(path)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")

@@ -83,7 +83,7 @@ def _least_served(
 
 
 def next_shard_id(session: Session, *, model: str, now: datetime) -> int | None:
-    """The shard a worker for ``model`` should take now, locked for this transaction."""
+    """The shard a worker for ``model`` should take now (the caller claims it)."""
     available = _available(model, now)
     priority = session.scalar(select(func.min(Shard.priority_rank)).where(*available))
     if priority is None:
@@ -92,17 +92,18 @@ def next_shard_id(session: Session, *, model: str, now: datetime) -> int | None:
     tenants = _distinct(session, Shard.tenant_id, at_priority)
     if not tenants:
         return None
-    tenant = _least_served(session, model, tenants, Shard.tenant_id, Tenant)
+    # One candidate (the common case) needs no comparison: two queries saved per claim.
+    tenant = (
+        tenants[0]
+        if len(tenants) == 1
+        else _least_served(session, model, tenants, Shard.tenant_id, Tenant)
+    )
     of_tenant = [*at_priority, Shard.tenant_id == tenant]
     jobs = _distinct(session, Shard.job_id, of_tenant)
     if not jobs:
         return None
-    job = _least_served(session, model, jobs, Shard.job_id, Job)
-    query = (
-        select(Shard.id)
-        .where(*of_tenant, Shard.job_id == job)
-        .order_by(Shard.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    job = jobs[0] if len(jobs) == 1 else _least_served(session, model, jobs, Shard.job_id, Job)
+    # No row lock here: the claim locks the job row first (the lock order every
+    # writer follows: job, then shards, then cells), then re-checks the shard.
+    query = select(Shard.id).where(*of_tenant, Shard.job_id == job).order_by(Shard.id).limit(1)
     return session.scalar(query)

@@ -1,33 +1,41 @@
 """Grid expansion: a validated spec becomes ordered cells, and cells become shards.
 
-Cell indices are stable: prompt-major, then bucket, then seed. A shard is a
-run of cells that share every render setting but prompt and seed, so that one
-pipeline call renders it.
+Cell indices are stable: prompt-major, then bucket, then seed, then the extra
+axes (prompt_replace, sampler, steps, guidance_scale; see ``models.axes``). A
+shard is a run of cells that share every render setting but prompt and seed, so
+that one pipeline call renders it.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
-from models.animagine import DEFAULT_NEGATIVE_PROMPT, compose_prompt
+from models.animagine import DEFAULT_NEGATIVE_PROMPT
+from models.axes import as_list, replace_variants
 from models.buckets import parse_bucket
 from models.spec import MAX_SEED, RANDOM_SEED, JobSpec
+from models.tags import compose
 
 
 @dataclass(frozen=True)
 class ResolvedGrid:
     """A spec with every default and random choice made concrete (what is stored)."""
 
-    prompts: list[str]  # composed: quality tags applied
+    prompts: list[str]  # composed: tag fields and quality tags applied
     negative_prompt: str
     buckets: list[str]
     seeds: list[int]
-    steps: int
-    guidance_scale: float
-    sampler: str
+    # A value, or a list when the spec made the setting an axis (as the spec has it).
+    steps: int | list[int]
+    guidance_scale: float | list[float]
+    sampler: str | list[str]
     model: str
+    prompt_replace: list[str] = field(default_factory=list)  # empty: no Prompt S/R axis
+    emphasis: str = "original"
+    hires: dict[str, Any] | None = None  # HiresSpec fields: scale, strength, steps
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,11 @@ class Cell:
     steps: int
     guidance_scale: float
     sampler: str
+    prompt_replace: str | None = None  # this cell's Prompt S/R value
+    emphasis: str = "original"
+    hires_scale: float | None = None
+    hires_strength: float | None = None
+    hires_steps: int | None = None
 
     @property
     def render_key(self) -> tuple[str, int, float, str, str]:
@@ -60,8 +73,9 @@ class ShardPlan:
 def resolve(spec: JobSpec, *, default_model: str) -> ResolvedGrid:
     seeds = [secrets.randbelow(MAX_SEED + 1) if s == RANDOM_SEED else s for s in spec.seed_list()]
     negative = DEFAULT_NEGATIVE_PROMPT if spec.negative_prompt is None else spec.negative_prompt
+    quality, position = spec.quality_tags, spec.quality_tags_position
     return ResolvedGrid(
-        prompts=[compose_prompt(p, quality_tags=spec.quality_tags) for p in spec.prompts],
+        prompts=[compose(p, quality_tags=quality, position=position) for p in spec.prompts],
         negative_prompt=negative,
         buckets=list(spec.buckets),
         seeds=seeds,
@@ -69,27 +83,51 @@ def resolve(spec: JobSpec, *, default_model: str) -> ResolvedGrid:
         guidance_scale=spec.guidance_scale,
         sampler=spec.sampler,
         model=spec.model or default_model,
+        prompt_replace=spec.replace_list(),
+        emphasis=spec.emphasis,
+        hires=spec.hires.model_dump() if spec.hires is not None else None,
     )
 
 
 def expand(grid: ResolvedGrid) -> list[Cell]:
+    """Every cell of the grid, in index order (``models.axes.AXIS_ORDER``)."""
+    replacements: list[str | None] = list(grid.prompt_replace) or [None]
+    hires = grid.hires or {}
     cells = []
-    combos = product(enumerate(grid.prompts), grid.buckets, grid.seeds)
-    for index, ((prompt_index, prompt), bucket_name, seed) in enumerate(combos):
+    combos = product(
+        enumerate(grid.prompts),
+        grid.buckets,
+        grid.seeds,
+        enumerate(replacements),
+        as_list(grid.sampler),
+        as_list(grid.steps),
+        as_list(grid.guidance_scale),
+    )
+    for index, combo in enumerate(combos):
+        (prompt_index, prompt), bucket_name, seed, (variant, value), sampler, steps, cfg = combo
         bucket = parse_bucket(bucket_name)
+        negative = grid.negative_prompt
+        if value is not None:
+            prompt = replace_variants(prompt, grid.prompt_replace)[variant]
+            negative = replace_variants(negative, grid.prompt_replace)[variant]
         cells.append(
             Cell(
                 index=index,
                 prompt_index=prompt_index,
                 prompt=prompt,
-                negative_prompt=grid.negative_prompt,
+                negative_prompt=negative,
                 bucket=bucket.name,
                 width=bucket.width,
                 height=bucket.height,
                 seed=seed,
-                steps=grid.steps,
-                guidance_scale=grid.guidance_scale,
-                sampler=grid.sampler,
+                steps=steps,
+                guidance_scale=cfg,
+                sampler=sampler,
+                prompt_replace=value,
+                emphasis=grid.emphasis,
+                hires_scale=hires.get("scale"),
+                hires_strength=hires.get("strength"),
+                hires_steps=hires.get("steps"),
             )
         )
     return cells

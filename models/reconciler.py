@@ -10,14 +10,16 @@ The reconciler makes sure that
   are published again. Extra tokens are harmless: a worker that finds nothing
   to claim acknowledges and moves on.
 
-Run from every worker and from ``farm beat``; a Postgres advisory lock makes
-one of them do it per interval.
+Each worker runs it for its own model; Postgres advisory locks make one
+process do each piece of work per interval.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +31,7 @@ from models.status import ShardStatus
 from models.tables import Shard, utcnow
 
 log = logging.getLogger(__name__)
-_LOCK_KEY = 0x4641524D  # "FARM": one reconciler at a time across the fleet
+_LOCK_BASE = 0x4641524D << 32  # "FARM" in the high bits: our advisory locks
 
 
 @dataclass
@@ -82,23 +84,36 @@ def queued_ids(session: Session, *, model: str, limit: int) -> list[int]:
     )
 
 
-def _try_lock(session: Session) -> bool:
+def _try_lock(session: Session, name: str) -> bool:
+    """One process per interval does each piece of work (a lease sweep, a model's tokens)."""
     if session.get_bind().dialect.name != "postgresql":
         return True  # SQLite: one process (embedded mode)
-    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}))
+    key = _LOCK_BASE + zlib.crc32(name.encode())
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
 
 
 def reconcile_once(
-    sessions: sessionmaker[Session], publisher: Publisher, *, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    publisher: Publisher,
+    *,
+    models: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> ReconcileReport:
+    """Re-queue shards of dead workers; give ``models``' queued shards their tokens.
+
+    A worker keeps its own model's queue honest (``models=[model]``); None means all.
+    """
     now = now or utcnow()
     report = ReconcileReport()
     with sessions.begin() as session:
-        if not _try_lock(session):
-            report.skipped = True
-            return report
-        report.leases_expired = release_expired_leases(session, now=now)
+        if _try_lock(session, "leases"):
+            report.leases_expired = release_expired_leases(session, now=now)
         for model, queued in queued_counts(session).items():
+            if models is not None and model not in models:
+                continue
+            if not _try_lock(session, f"tokens:{model}"):
+                report.skipped = True
+                continue
             missing = queued - publisher.ready_count(model=model)
             if missing > 0:
                 hints = queued_ids(session, model=model, limit=missing)
@@ -112,10 +127,16 @@ class Reconciler:
     """Runs ``reconcile_once`` every ``interval_s`` on a daemon thread."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], publisher: Publisher, *, interval_s: float
+        self,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        *,
+        interval_s: float,
+        models: Collection[str] | None = None,
     ) -> None:
         self.sessions = sessions
         self.publisher = publisher
+        self.models = None if models is None else frozenset(models)
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
@@ -132,7 +153,7 @@ class Reconciler:
         # First pass at once: work queued before a restart gets its tokens back.
         while True:
             try:
-                reconcile_once(self.sessions, self.publisher)
+                reconcile_once(self.sessions, self.publisher, models=self.models)
             except Exception:  # a database restart must not kill the loop
                 log.exception("reconcile failed; trying again in %.0f s", self.interval_s)
             if self._stop.wait(self.interval_s):

@@ -10,9 +10,9 @@ import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("farm-data")
@@ -76,6 +76,22 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 2.0  # doubles with each attempt of a shard
     png_compress_level: int = 1  # 6 costs ~25% more CPU for ~5% smaller files
 
+    # GPU path (worker/gpu_options.py): "auto" is the fastest safe choice on CUDA, off on CPU.
+    gpu_dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    gpu_sdpa: str = "auto"  # auto | on | off (PyTorch scaled_dot_product_attention)
+    gpu_channels_last: str = "auto"
+    gpu_fuse_qkv: str = "auto"  # pipe.fuse_qkv_projections()
+    gpu_vae: str = ""  # an fp16-safe VAE (Hub id or folder), e.g. madebyollin/sdxl-vae-fp16-fix
+    gpu_compile: str = "auto"  # auto | off | a torch.compile mode (max-autotune, ...)
+    gpu_compile_fullgraph: bool = True
+    gpu_warm_buckets: str = "1024x1024"  # comma-separated; compiled at worker start
+    api_key_cache_s: float = 5.0  # API: key -> tenant kept this long (a revoked key works so long)
+
+    # Contact sheets, manifest and gallery (worker/job_artifacts.py).
+    sheet_interval_s: float = 2.0  # a rendering prompt's sheet is redrawn at most this often
+    sheet_max_rows: int = 32  # seeds shown on one contact sheet (the gallery shows all)
+
+    # Campaigns (`farm beat`) and webhooks (delivered by `farm beat`).
     beat_interval_s: float = 5.0  # longest sleep between two scheduler passes
     webhook_allow_private: bool = False  # allow loopback/private/link-local receivers
     webhook_timeout_s: float = 10.0  # per HTTP attempt (connect, send, each read)
@@ -83,6 +99,11 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = 10.0  # first retry delay; doubles, with jitter
     webhook_backoff_max_s: float = 3600.0
     webhook_concurrency: int = 8  # deliveries in flight per beat process
+
+    # Observability (docs/DEPLOY.md, "Monitoring"): worker metrics port, service logs.
+    metrics_port: int = 9100  # `farm worker` serves /metrics here; 0: no metrics server
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: json unless stderr is a TTY
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     api_url: str = "http://127.0.0.1:8000"
     api_key: str = ""
@@ -92,6 +113,13 @@ class Settings(BaseSettings):
     def _parse_models(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value)
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return value.upper() if info.field_name == "log_level" else value.lower()
         return value
 
     @property

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, String, Text, case, column, func, select, update, values
 from sqlalchemy.orm import Session
 
 from models.fair_share import next_shard_id
 from models.status import CellStatus, JobStatus, ShardStatus, final_job_status
 from models.tables import Item, Job, Shard, Tenant, utcnow
+from models.webhooks import enqueue_job_completed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -74,9 +75,18 @@ def claim_next_shard(
     return None
 
 
+def lock_job(session: Session, job_id: uuid.UUID) -> None:
+    """Every writer locks the job row first, then shards, then cells: no deadlocks."""
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
 def _claim(
     session: Session, *, shard_id: int, worker: str, lease_s: int, now: datetime
 ) -> ClaimedShard | None:
+    job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
+    if job_id is None:
+        return None
+    lock_job(session, job_id)
     row = session.execute(
         update(Shard)
         .where(Shard.id == shard_id, Shard.status == ShardStatus.QUEUED)
@@ -95,13 +105,17 @@ def _claim(
         return None
     shard = ClaimedShard(*row)
     session.execute(update(Tenant).where(Tenant.id == shard.tenant_id).values(last_claim_at=now))
-    session.execute(
-        update(Job).where(Job.id == shard.job_id).values(last_claim_at=now, version=Job.version + 1)
-    )
+    # One statement: the first claim of a job also starts it (queued -> running).
+    starting = Job.status == JobStatus.QUEUED
     session.execute(
         update(Job)
-        .where(Job.id == shard.job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.RUNNING, started_at=now)
+        .where(Job.id == shard.job_id)
+        .values(
+            last_claim_at=now,
+            version=Job.version + 1,
+            status=case((starting, JobStatus.RUNNING.value), else_=Job.status),
+            started_at=case((starting, now), else_=Job.started_at),
+        )
     )
     return shard
 
@@ -160,31 +174,10 @@ def finish_attempt(
     backoff) until it has used ``max_attempts``; then it is failed for good
     with its error. The job's counters move by what is new, in this transaction.
     """
+    lock_job(session, shard.job_id)
     now = utcnow()
-    recorded = 0
-    render_ms = 0
-    for r in results:
-        recorded += _rowcount(
-            session.execute(
-                update(Item)
-                .where(
-                    Item.job_id == shard.job_id,
-                    Item.index == r.index,
-                    Item.status == CellStatus.QUEUED,
-                )
-                .values(
-                    status=CellStatus.DONE,
-                    key=r.key,
-                    sha256=r.sha256,
-                    rating=r.rating,
-                    render_ms=r.render_ms,
-                    attempts=Item.attempts + 1,
-                    finished_at=now,
-                    error=None,
-                )
-            )
-        )
-        render_ms += r.render_ms
+    recorded = _record_results(session, job_id=shard.job_id, results=results, now=now)
+    render_ms = sum(r.render_ms for r in results)
     failed = 0
     last_error: str | None = None
     for f in failures:
@@ -252,6 +245,70 @@ def finish_attempt(
     return ShardCompletion(recorded, failed, still_queued, final)
 
 
+def _record_results(
+    session: Session, *, job_id: uuid.UUID, results: list[CellResult], now: datetime
+) -> int:
+    """Mark the shard's landed cells done; returns how many were still queued.
+
+    Postgres: one ``UPDATE items ... FROM (VALUES ...)`` for the whole shard (one round
+    trip instead of one per cell). SQLite (embedded mode): one UPDATE per cell.
+    """
+    if not results:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        rows = values(
+            column("index", Integer),
+            column("key", Text),
+            column("sha256", String),
+            column("rating", String),
+            column("render_ms", Integer),
+            name="landed",
+        ).data([(r.index, r.key, r.sha256, r.rating, r.render_ms) for r in results])
+        return _rowcount(
+            session.execute(
+                update(Item)
+                .where(
+                    Item.job_id == job_id,
+                    Item.index == rows.c.index,
+                    Item.status == CellStatus.QUEUED,
+                )
+                .values(
+                    status=CellStatus.DONE,
+                    key=rows.c.key,
+                    sha256=rows.c.sha256,
+                    rating=rows.c.rating,
+                    render_ms=rows.c.render_ms,
+                    attempts=Item.attempts + 1,
+                    finished_at=now,
+                    error=None,
+                )
+            )
+        )
+    recorded = 0
+    for r in results:
+        recorded += _rowcount(
+            session.execute(
+                update(Item)
+                .where(
+                    Item.job_id == job_id,
+                    Item.index == r.index,
+                    Item.status == CellStatus.QUEUED,
+                )
+                .values(
+                    status=CellStatus.DONE,
+                    key=r.key,
+                    sha256=r.sha256,
+                    rating=r.rating,
+                    render_ms=r.render_ms,
+                    attempts=Item.attempts + 1,
+                    finished_at=now,
+                    error=None,
+                )
+            )
+        )
+    return recorded
+
+
 def _rowcount(result: object) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -294,4 +351,5 @@ def _bump_job(
             .where(Job.id == job_id)
             .values(status=final, finished_at=utcnow(), version=Job.version + 1)
         )
+        enqueue_job_completed(session, job_id=job_id)  # the webhook, in this transaction
     return final

@@ -9,24 +9,44 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
 )
 
-from models.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
+from models.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_STEPS
+from models.axes import (
+    AXIS_ORDER,
+    GuidanceAxis,
+    PromptReplaceAxis,
+    SamplerAxis,
+    StepsAxis,
+    as_list,
+)
 from models.buckets import DEFAULT_BUCKET, parse_bucket
-from models.samplers import DEFAULT_SAMPLER, canonical_sampler
+from models.samplers import DEFAULT_SAMPLER
 from models.settings import Settings
 from models.status import Priority
+from models.tags import (
+    PromptEntry,
+    PromptTags,
+    PromptText,
+    QualityPosition,
+    QualityTagsField,
+    compose,
+    entry_is_blank,
+)
+from models.text import Text
+from models.webhook_urls import check_url_syntax, private_url_reason
 
 MAX_SEED = 2**32 - 1
 RANDOM_SEED = -1  # resolved to a concrete random seed at submission
@@ -45,38 +65,85 @@ class SeedRange(BaseModel):
 
 
 SeedValue = Annotated[StrictInt, Field(ge=RANDOM_SEED, le=MAX_SEED)]
-Label = Annotated[StrictStr, Field(max_length=200)]
+Label = Annotated[Text, Field(max_length=200)]
+# http(s) only; the address rules need settings and are checked by check_limits.
+WebhookUrl = Annotated[StrictStr, AfterValidator(check_url_syntax)]
+# A1111's emphasis modes: "original" restores each chunk's mean after weighting.
+Emphasis = Literal["original", "no_norm"]
+
+
+class HiresSpec(BaseModel):
+    """Hi-res fix: latent upscale by ``scale``, then an img2img pass at ``strength``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: Annotated[StrictFloat, Field(ge=1.0, le=2.0)] = 1.5
+    strength: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.55
+    # Steps the second pass runs (A1111's "Hires steps"); null: the cell's steps.
+    steps: Annotated[StrictInt, Field(ge=1)] | None = None
 
 
 class JobSpec(BaseModel):
-    """A prompt grid: every prompt × bucket × seed is one image (a *cell*)."""
+    """A prompt grid: every combination of its axes is one image (a *cell*).
+
+    Axes, outermost first: prompts, buckets, seeds, prompt_replace, sampler, steps,
+    guidance_scale (see ``models.axes``).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    prompts: Annotated[list[StrictStr], Field(min_length=1)]
-    negative_prompt: StrictStr | None = None
-    quality_tags: StrictBool = True
+    prompts: Annotated[list[PromptEntry], Field(min_length=1)]
+    negative_prompt: PromptText | None = None
+    quality_tags: QualityTagsField = True  # true = "standard", false = "none"
+    quality_tags_position: QualityPosition = "prepend"
     buckets: Annotated[list[StrictStr], Field(min_length=1)] = Field(
         default_factory=lambda: [DEFAULT_BUCKET]
     )
     seeds: Annotated[list[SeedValue], Field(min_length=1)] | SeedRange = Field(
         default_factory=lambda: [RANDOM_SEED]
     )
-    steps: Annotated[StrictInt, Field(ge=1)] = DEFAULT_STEPS
-    guidance_scale: Annotated[StrictFloat, Field(ge=0.0, le=30.0)] = DEFAULT_GUIDANCE_SCALE
-    sampler: StrictStr = DEFAULT_SAMPLER
+    steps: StepsAxis = DEFAULT_STEPS
+    guidance_scale: GuidanceAxis = DEFAULT_GUIDANCE_SCALE
+    sampler: SamplerAxis = DEFAULT_SAMPLER
+    prompt_replace: PromptReplaceAxis | None = None
+    emphasis: Emphasis = "original"
+    hires: HiresSpec | None = None
     model: StrictStr | None = None
     priority: Priority = Priority.NORMAL
-    name: Annotated[StrictStr, Field(max_length=200)] | None = None
+    name: Annotated[Text, Field(max_length=200)] | None = None
     labels: Annotated[dict[Label, Label], Field(max_length=50)] = Field(default_factory=dict)
+    webhook_url: WebhookUrl | None = None  # job.completed is POSTed here, signed
 
     @field_validator("prompts")
     @classmethod
-    def _prompts_not_blank(cls, prompts: list[str]) -> list[str]:
+    def _prompts_not_blank(cls, prompts: list[str | PromptTags]) -> list[str | PromptTags]:
         for i, prompt in enumerate(prompts):
-            if not prompt.strip():
+            if entry_is_blank(prompt):
                 raise ValueError(f"prompt {i} is empty")
         return prompts
+
+    @field_validator("prompt_replace")
+    @classmethod
+    def _search_term_is_found(
+        cls, values: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        # A1111 refuses a Prompt S/R whose first value is in neither prompt nor negative.
+        if not values or "prompts" not in info.data or "quality_tags" not in info.data:
+            return values
+        negative = info.data.get("negative_prompt")
+        negative = DEFAULT_NEGATIVE_PROMPT if negative is None else negative
+        for i, entry in enumerate(info.data["prompts"]):
+            prompt = compose(
+                entry,
+                quality_tags=info.data["quality_tags"],
+                position=info.data.get("quality_tags_position", "prepend"),
+            )
+            if values[0] not in prompt and values[0] not in negative:
+                raise ValueError(
+                    f"{values[0]!r} (the first value, searched for) is in neither "
+                    f"prompts.{i} nor the negative prompt"
+                )
+        return values
 
     @field_validator("buckets")
     @classmethod
@@ -86,24 +153,38 @@ class JobSpec(BaseModel):
             raise ValueError("buckets are repeated")
         return names
 
-    @field_validator("sampler")
-    @classmethod
-    def _canonical_sampler(cls, sampler: str) -> str:
-        return canonical_sampler(sampler)
-
-    @field_validator("guidance_scale")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
     def seed_list(self) -> list[int]:
         return self.seeds.expand() if isinstance(self.seeds, SeedRange) else list(self.seeds)
 
-    def cell_count(self) -> int:
+    def step_list(self) -> list[int]:
+        return as_list(self.steps)
+
+    def guidance_list(self) -> list[float]:
+        return as_list(self.guidance_scale)
+
+    def sampler_list(self) -> list[str]:
+        return as_list(self.sampler)
+
+    def replace_list(self) -> list[str]:
+        """The Prompt S/R values; empty when the axis is not used."""
+        return list(self.prompt_replace or [])
+
+    def axis_sizes(self) -> dict[str, int]:
+        """How many values each axis has, outermost first (``models.axes.AXIS_ORDER``)."""
         seeds = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
-        return len(self.prompts) * len(self.buckets) * seeds
+        sizes = {
+            "prompts": len(self.prompts),
+            "buckets": len(self.buckets),
+            "seeds": seeds,
+            "prompt_replace": max(1, len(self.replace_list())),
+            "sampler": len(self.sampler_list()),
+            "steps": len(self.step_list()),
+            "guidance_scale": len(self.guidance_list()),
+        }
+        return {axis: sizes[axis] for axis in AXIS_ORDER}
+
+    def cell_count(self) -> int:
+        return math.prod(self.axis_sizes().values())
 
 
 @dataclass(frozen=True)
@@ -129,7 +210,8 @@ def check_limits(spec: JobSpec, settings: Settings, *, prefix: str = "") -> None
 
     if len(spec.prompts) > settings.max_prompts:
         add("prompts", f"{len(spec.prompts)} prompts; the limit is {settings.max_prompts}")
-    for i, prompt in enumerate(spec.prompts):
+    for i, entry in enumerate(spec.prompts):
+        prompt = entry if isinstance(entry, str) else entry.compose()
         if len(prompt) > settings.max_prompt_chars:
             add(
                 f"prompts.{i}",
@@ -142,11 +224,19 @@ def check_limits(spec: JobSpec, settings: Settings, *, prefix: str = "") -> None
         add("seeds", f"{seed_count} seeds; the limit is {settings.max_seeds}")
     elif isinstance(spec.seeds, SeedRange) and spec.seeds.start + spec.seeds.count - 1 > MAX_SEED:
         add("seeds", f"the range runs past the largest seed {MAX_SEED}")
-    if spec.steps > settings.max_steps:
-        add("steps", f"{spec.steps} steps; the limit is {settings.max_steps}")
+    for i, steps in enumerate(spec.step_list()):
+        if steps > settings.max_steps:
+            field = f"steps.{i}" if isinstance(spec.steps, list) else "steps"
+            add(field, f"{steps} steps; the limit is {settings.max_steps}")
+    if spec.hires is not None and (spec.hires.steps or 0) > settings.max_steps:
+        add("hires.steps", f"{spec.hires.steps} steps; the limit is {settings.max_steps}")
     cells = spec.cell_count()
     if cells > settings.max_grid_cells:
         add("prompts", f"the grid has {cells} cells; the limit is {settings.max_grid_cells}")
+    if spec.webhook_url is not None:
+        reason = private_url_reason(spec.webhook_url, allow_private=settings.webhook_allow_private)
+        if reason:
+            add("webhook_url", reason)
     model = spec.model or settings.model
     if model not in settings.models:
         add(

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from models.settings import Settings
 
@@ -23,13 +24,38 @@ class Storage(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
     def url(self, key: str, *, expires_s: int) -> str: ...
+    def exists(self, key: str) -> bool: ...
+
+
+def job_folder(*, prefix: str, tenant_id: uuid.UUID, job_id: uuid.UUID) -> str:
+    """Where everything of one job lives: images, thumbs/, sheets/, manifest, gallery."""
+    return f"{prefix}/{tenant_id}/{job_id}".lstrip("/")
 
 
 def image_key(
     *, prefix: str, tenant_id: uuid.UUID, job_id: uuid.UUID, index: int, bucket: str, seed: int
 ) -> str:
     """Pure function of (job, cell): a re-render overwrites, never duplicates."""
-    return f"{prefix}/{tenant_id}/{job_id}/{index:06d}_{bucket}_s{seed}.png".lstrip("/")
+    folder = job_folder(prefix=prefix, tenant_id=tenant_id, job_id=job_id)
+    return f"{folder}/{image_name(index=index, bucket=bucket, seed=seed)}"
+
+
+# A job folder's layout, as names relative to the folder (the gallery links relatively).
+MANIFEST_NAME = "manifest.json"
+GALLERY_NAME = "index.html"
+
+
+def image_name(*, index: int, bucket: str, seed: int) -> str:
+    return f"{index:06d}_{bucket}_s{seed}.png"
+
+
+def thumb_name(image: str) -> str:
+    """thumbs/<image stem>.jpg: the small copy that contact sheets and galleries show."""
+    return f"thumbs/{image.rsplit('/', 1)[-1].removesuffix('.png')}.jpg"
+
+
+def sheet_name(prompt_index: int) -> str:
+    return f"sheets/prompt_{prompt_index:03d}.jpg"
 
 
 class S3Storage:
@@ -49,6 +75,15 @@ class S3Storage:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
         )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
 
 class LocalStorage:
@@ -74,6 +109,9 @@ class LocalStorage:
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
 
     def signature(self, key: str, expires: int) -> str:
         return hmac.new(self.secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()

@@ -136,6 +136,13 @@ class Item(Base):
     steps: Mapped[int] = mapped_column(Integer)
     guidance_scale: Mapped[float] = mapped_column(Float)
     sampler: Mapped[str] = mapped_column(String(32))
+    # Prompt axes and hi-res fix (migration 0004): this cell's Prompt S/R value, the
+    # emphasis mode (None: "original") and the hi-res pass (None: no hi-res fix).
+    prompt_replace: Mapped[str | None] = mapped_column(Text, default=None)
+    emphasis: Mapped[str | None] = mapped_column(String(16), default=None)
+    hires_scale: Mapped[float | None] = mapped_column(Float, default=None)
+    hires_strength: Mapped[float | None] = mapped_column(Float, default=None)
+    hires_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(16), default=CellStatus.QUEUED)
     key: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
@@ -154,6 +161,9 @@ class Shard(Base):
         UniqueConstraint("job_id", "index", name="uq_shards_job_index"),
         # The fair-share claim walks this: priority, then tenant, then job, then shard.
         Index("ix_shards_claim", "model", "status", "priority_rank", "tenant_id", "job_id", "id"),
+        # The reconciler: queued per model, next queued ids, expired leases of running
+        # shards; without it each is a scan of every shard ever made (migration 0005).
+        Index("ix_shards_status", "status", "model", "priority_rank", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -171,3 +181,120 @@ class Shard(Base):
     available_at: Mapped[datetime | None] = mapped_column(default=None)  # retry backoff
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Campaigns and webhooks -------------------------------------------------------------
+
+
+class Campaign(Base):
+    """A grid spec re-submitted on a cron schedule (see models/schedule.py for the rules)."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        Index("ix_campaigns_tenant_created", "tenant_id", "created_at"),
+        Index("ix_campaigns_next_fire", "next_fire_at"),  # the scheduler's due query
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    schedule: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]  # a JobSpec, validated
+    enabled: Mapped[bool]
+    paused_by_failure: Mapped[bool] = mapped_column(default=False)
+    seed_policy: Mapped[str] = mapped_column(String(16))
+    max_images_per_run: Mapped[int | None] = mapped_column(Integer)
+    end_at: Mapped[datetime | None] = mapped_column(default=None)
+    overlap: Mapped[str] = mapped_column(String(16))
+    catchup_window_s: Mapped[int] = mapped_column(Integer)
+    coalesce: Mapped[bool] = mapped_column(default=True)
+    pause_on_failure: Mapped[bool] = mapped_column(default=False)
+    jitter_s: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    last_scheduled_for: Mapped[datetime | None] = mapped_column(default=None)  # the watermark
+    resumed_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_fire_at: Mapped[datetime | None] = mapped_column(default=None)  # None: nothing due
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignRun(Base):
+    """One tick of a campaign: a job, a buffered start, or a recorded skip."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (
+        # Exactly once: a tick is materialised by one transaction, whichever scheduler wins.
+        UniqueConstraint("campaign_id", "scheduled_for", name="uq_campaign_runs_tick"),
+        Index("ix_campaign_runs_status", "status"),  # active runs: started, buffered
+        Index("ix_campaign_runs_job", "job_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    scheduled_for: Mapped[datetime]
+    origin: Mapped[str] = mapped_column(String(16))  # schedule | manual | backfill
+    status: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookSecret(Base):
+    """The per-tenant HMAC key that signs every delivery (created on first use)."""
+
+    __tablename__ = "webhook_secrets"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one URL, inserted in the transaction that caused it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_job", "job_id"),
+        Index("ix_webhook_deliveries_tenant", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt at a delivery: what the receiver answered, or why it did not."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number", name="uq_webhook_attempts_number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"),
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))  # succeeded | retry | failed

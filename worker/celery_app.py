@@ -7,10 +7,12 @@ from typing import Any
 
 from celery import signals
 
+from models.logging_setup import setup_logging, wants_json
 from models.queue import RENDER_TASK, CeleryPublisher, make_celery, queue_name
 from models.reconciler import Reconciler
 from models.settings import get_settings
-from worker.runtime import build_runner
+from worker.metrics import serve_metrics
+from worker.runtime import build_runner, close_runner
 from worker.shard_runner import ShardRunner
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,21 @@ def _warm_up(**_: Any) -> None:
     settings = get_settings()
     runner = build_runner(settings, warm_models=[_state["model"]])
     reconciler = Reconciler(
-        runner.sessions, CeleryPublisher(app), interval_s=settings.reconcile_interval_s
+        runner.sessions,
+        CeleryPublisher(app),
+        interval_s=settings.reconcile_interval_s,
+        models=[_state["model"]],
     )
     reconciler.start()
     _state.update(runner=runner, reconciler=reconciler)
+    serve_metrics(settings.metrics_port)  # warm now: the probes on /metrics may pass
     log.info("worker warm: model %s", _state["model"])
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    # A receiver here means Celery leaves logging to us: FARM_LOG_FORMAT, FARM_LOG_LEVEL.
+    setup_logging(get_settings())
 
 
 @signals.worker_shutdown.connect
@@ -39,7 +51,7 @@ def _drain(**_: Any) -> None:
         reconciler.stop()
     runner: ShardRunner | None = _state["runner"]
     if runner is not None:
-        runner.close()  # what was rendered is written before the process exits
+        close_runner(runner)  # what was rendered is written before the process exits
 
 
 @app.task(name=RENDER_TASK)
@@ -55,8 +67,10 @@ def render_shard(shard_id: int) -> str:
 def run_worker(model: str, *, loglevel: str = "INFO") -> None:
     """Serve one model's queue in this process (``farm worker``)."""
     _state["model"] = model
+    quiet = ["--quiet"] if wants_json(get_settings()) else []  # no banner amid JSON lines
     app.worker_main(
         [
+            *quiet,
             "worker",
             "--pool=solo",
             "--concurrency=1",

@@ -9,7 +9,7 @@ import threading
 from models.queue import LocalPublisher
 from models.reconciler import Reconciler
 from models.settings import Settings
-from worker.runtime import build_runner
+from worker.runtime import build_runner, close_runner
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,10 @@ class EmbeddedWorker:
         self.publisher = publisher
         self.runner = build_runner(settings, warm_models=[settings.model])
         self.reconciler = Reconciler(
-            self.runner.sessions, publisher, interval_s=settings.reconcile_interval_s
+            self.runner.sessions,
+            publisher,
+            interval_s=settings.reconcile_interval_s,
+            models=list(settings.models),  # the embedded worker serves every enabled model
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="embedded-worker", daemon=True)
@@ -34,7 +37,7 @@ class EmbeddedWorker:
         self._stop.set()
         self._thread.join()
         self.reconciler.stop()
-        self.runner.close()
+        close_runner(self.runner)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -10,6 +10,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from worker.hires import HiresParams, hires_size
+from worker.prompt_encoding import EncodedPrompt, PromptEncoder, encode_distinct
+
 
 @dataclass(frozen=True)
 class RenderBatch:
@@ -23,6 +26,14 @@ class RenderBatch:
     steps: int
     guidance_scale: float
     sampler: str
+    emphasis: str = "original"  # A1111 emphasis mode: "original" | "no_norm"
+    hires: HiresParams | None = None  # hi-res fix; the images come out at hires_size
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        if self.hires is None:
+            return self.width, self.height
+        return hires_size(self.width, self.height, self.hires.scale)
 
 
 StopCheck = Callable[[], bool]
@@ -46,6 +57,15 @@ def split_batch(batch: RenderBatch, lo: int, hi: int) -> RenderBatch:
         prompts=batch.prompts[lo:hi],
         negative_prompts=batch.negative_prompts[lo:hi],
         seeds=batch.seeds[lo:hi],
+    )
+
+
+def select_cells(batch: RenderBatch, indices: list[int]) -> RenderBatch:
+    return replace(
+        batch,
+        prompts=[batch.prompts[i] for i in indices],
+        negative_prompts=[batch.negative_prompts[i] for i in indices],
+        seeds=[batch.seeds[i] for i in indices],
     )
 
 
@@ -73,26 +93,64 @@ def render_halving_on_oom(
 
 
 class DiffusersRenderer:
-    """Holds one SDXL pipeline warm for the life of the worker process."""
+    """Holds one SDXL pipeline warm for the life of the worker process.
+
+    Prompts are encoded A1111's way (``worker.prompt_encoding``: weights, long prompts,
+    BREAK), each distinct text once per shard, and fed to the pipeline as embeddings.
+    Cells whose prompts need different numbers of 77-token chunks render in separate
+    pipeline calls, so that no cell is padded for a neighbour: a cell's pixels do not
+    depend on the shard it was batched in.
+    """
 
     def __init__(self, pipe: Any, *, model_name: str) -> None:
         self.pipe = pipe
         self.model_name = model_name
+        self.encoder = PromptEncoder(pipe)
         self._base_scheduler_config = dict(pipe.scheduler.config)
-        self._schedulers: dict[str, Any] = {}
+        self._schedulers: dict[tuple[str, str], Any] = {}
+        self._img2img: Any = None  # built on the first hi-res cell, sharing pipe's modules
 
-    def _scheduler(self, sampler: str) -> Any:
+    def _scheduler(self, sampler: str, stage: str = "txt2img") -> Any:
+        # One scheduler per sampler and pass: the hi-res pass never shares the first
+        # pass's scheduler state (img2img sets a begin index on it).
         from worker.samplers import make_scheduler
 
-        if sampler not in self._schedulers:
-            self._schedulers[sampler] = make_scheduler(sampler, self._base_scheduler_config)
-        return self._schedulers[sampler]
+        if (sampler, stage) not in self._schedulers:
+            scheduler = make_scheduler(sampler, self._base_scheduler_config)
+            self._schedulers[(sampler, stage)] = scheduler
+        return self._schedulers[(sampler, stage)]
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
-        return render_halving_on_oom(lambda b: self._render(b, should_stop), batch)
+        # Each distinct text once for the whole shard, whatever the splits below.
+        encoded = encode_distinct(self.encoder, batch.prompts, emphasis=batch.emphasis)
+        negatives = encode_distinct(
+            self.encoder, batch.negative_prompts, emphasis=batch.emphasis, negative=True
+        )
+        groups: dict[int, list[int]] = {}  # chunk count -> cells, in batch order
+        for i, (prompt, negative) in enumerate(
+            zip(batch.prompts, batch.negative_prompts, strict=True)
+        ):
+            chunks = max(encoded[prompt].chunks, negatives[negative].chunks)
+            groups.setdefault(chunks, []).append(i)
+        images: dict[int, Image.Image] = {}
+        for indices in groups.values():
+            rendered = render_halving_on_oom(
+                lambda b: self._render(b, encoded, negatives, should_stop),
+                select_cells(batch, indices),
+            )
+            images.update(zip(indices, rendered, strict=True))
+        return [images[i] for i in range(len(batch.seeds))]
 
-    def _render(self, batch: RenderBatch, should_stop: StopCheck | None) -> list[Image.Image]:
+    def _render(
+        self,
+        batch: RenderBatch,
+        encoded: dict[str, EncodedPrompt],
+        negatives: dict[str, EncodedPrompt],
+        should_stop: StopCheck | None,
+    ) -> list[Image.Image]:
         import torch
+
+        from worker.hires import img2img_pipeline, second_pass
 
         def on_step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             # Between denoising steps: a cancelled job stops using the GPU here.
@@ -104,19 +162,35 @@ class DiffusersRenderer:
         # One CPU generator per cell: the noise depends on the seed alone, not on the
         # GPU model or on the cell's position in the batch.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
+        embeddings = self.encoder.batch(batch.prompts, batch.negative_prompts, encoded, negatives)
+        shared = {
+            **embeddings.as_kwargs(),
+            "guidance_scale": batch.guidance_scale,
+            "generator": generators,
+            "callback_on_step_end": on_step_end,
+        }
         with torch.inference_mode():
             output = self.pipe(
-                prompt=batch.prompts,
-                negative_prompt=batch.negative_prompts,
                 width=batch.width,
                 height=batch.height,
                 num_inference_steps=batch.steps,
-                guidance_scale=batch.guidance_scale,
-                generator=generators,
-                output_type="pil",
-                callback_on_step_end=on_step_end,
+                output_type="pil" if batch.hires is None else "latent",
+                **shared,
             )
-        return list(output.images)
+            if batch.hires is None:
+                return list(output.images)
+            if self._img2img is None:
+                self._img2img = img2img_pipeline(self.pipe)
+            return second_pass(
+                self._img2img,
+                output.images,
+                batch.hires,
+                first_pass_steps=batch.steps,
+                width=batch.width,
+                height=batch.height,
+                scheduler=self._scheduler(batch.sampler, "hires"),
+                **shared,
+            )
 
 
 class SimulatedRenderer:
@@ -128,7 +202,8 @@ class SimulatedRenderer:
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
         deadline = time.perf_counter() + self.seconds_per_image * len(batch.seeds)
-        images = [self._draw(seed, batch.width, batch.height) for seed in batch.seeds]
+        width, height = batch.output_size
+        images = [self._draw(seed, width, height) for seed in batch.seeds]
         while (remaining := deadline - time.perf_counter()) > 0:
             if should_stop is not None and should_stop():
                 raise RenderInterrupted

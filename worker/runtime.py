@@ -7,9 +7,13 @@ import os
 import socket
 import threading
 
+from sqlalchemy import Engine
+
 from models.db import make_engine, make_session_factory
+from models.logging_setup import adopt_library_logs
 from models.settings import Settings
 from models.storage import make_storage
+from worker.job_artifacts import JobArtifacts
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
 from worker.shard_runner import ShardListener, ShardRunner
 
@@ -35,12 +39,23 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     source = parse_model_source(settings.models[model_name])
     if source.kind == "simulated":
         return SimulatedRenderer(seconds_per_image=source.seconds_per_image, model_name=model_name)
+    from worker.gpu_options import apply_gpu_options, gpu_options_for, load_vae, warm_renderer
     from worker.model_loading import load_pipeline
 
     device = resolve_device(settings.device)
+    options = gpu_options_for(settings, device)
     log.info("loading model %s from %s on %s", model_name, source.location, device)
-    pipe = load_pipeline(source, device=device, cache_dir=settings.models_dir)
-    return DiffusersRenderer(pipe, model_name=model_name)
+    log.info("GPU options: %s", options.describe())
+    pipe = load_pipeline(
+        source, device=device, cache_dir=settings.models_dir, dtype=options.torch_dtype
+    )
+    vae = None
+    if options.vae:
+        vae = load_vae(options.vae, dtype=options.torch_dtype, cache_dir=settings.models_dir)
+    apply_gpu_options(pipe, options, vae=vae)
+    renderer = DiffusersRenderer(pipe, model_name=model_name)
+    warm_renderer(renderer, options, batch_size=settings.batch_size)  # compile before work
+    return renderer
 
 
 class RendererCache:
@@ -68,14 +83,34 @@ def build_runner(
     warm_models: list[str],
     listeners: list[ShardListener] | None = None,
 ) -> ShardRunner:
+    adopt_library_logs("transformers", "diffusers")  # their lines in the farm's log format
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
         renderers(name)
+    sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
+    storage = make_storage(settings)
+    # Thumbnails, contact sheets, manifest and gallery, on the listener's own thread.
+    artifacts = JobArtifacts(settings=settings, sessions=sessions, storage=storage)
+    # Imported here so that only a process that renders registers the worker's metrics.
+    from worker.metrics import MetricsListener, TimedStorage, timed_renderers
+
     return ShardRunner(
         settings=settings,
-        sessions=make_session_factory(make_engine(settings.sqlalchemy_url)),
-        storage=make_storage(settings),
-        renderer_for=renderers,
+        sessions=sessions,
+        storage=TimedStorage(storage),
+        renderer_for=timed_renderers(renderers),
         worker_id=worker_id(),
-        listeners=listeners,
+        listeners=[*(listeners or []), MetricsListener(sessions), artifacts],
     )
+
+
+def close_runner(runner: ShardRunner) -> None:
+    """Write what was rendered, then let the listeners finish what they were told."""
+    runner.close()
+    for listener in runner.listeners:
+        close = getattr(listener, "close", None)
+        if callable(close):
+            close()
+    engine = runner.sessions.kw.get("bind")
+    if isinstance(engine, Engine):  # build_runner made it; nothing uses it any more
+        engine.dispose()

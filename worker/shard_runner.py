@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.animagine import rating_of
 from models.infotext import RenderParameters, format_infotext
+from models.logging_setup import log_context
 from models.settings import Settings
 from models.shard_store import (
     CellFailure,
@@ -31,6 +32,7 @@ from models.status import JobStatus
 from models.storage import Storage, image_key
 from models.tables import Item
 from worker.heartbeat import Heartbeat
+from worker.hires import HiresParams
 from worker.output import OutputStage
 from worker.png import encode_png
 from worker.renderer import RenderBatch, Renderer, RenderInterrupted, split_batch
@@ -65,6 +67,10 @@ class CellParams:
                 width=item.width,
                 height=item.height,
                 model=model,
+                emphasis=item.emphasis or "original",
+                hires_scale=item.hires_scale,
+                hires_steps=item.hires_steps,
+                denoising_strength=item.hires_strength,
             ),
         )
 
@@ -88,6 +94,11 @@ class ShardListener(Protocol):
 
 def batch_of(cells: list[CellParams]) -> RenderBatch:
     first = cells[0].parameters
+    hires = None
+    if first.hires_scale is not None:
+        strength = first.denoising_strength
+        assert strength is not None, "a hi-res cell has a denoising strength"
+        hires = HiresParams(first.hires_scale, strength, first.hires_steps)
     return RenderBatch(
         prompts=[c.parameters.prompt for c in cells],
         negative_prompts=[c.parameters.negative_prompt for c in cells],
@@ -97,6 +108,8 @@ def batch_of(cells: list[CellParams]) -> RenderBatch:
         steps=first.steps,
         guidance_scale=first.guidance_scale,
         sampler=first.sampler,
+        emphasis=first.emphasis,
+        hires=hires,
     )
 
 
@@ -141,10 +154,21 @@ class ShardRunner:
                 return Outcome.NOTHING
             cells = [CellParams.of(item, shard.model) for item in shard_cells(session, shard=shard)]
         self._hold(shard)
+        indices = [c.index for c in cells]
+        with log_context(job_id=str(shard.job_id), shard_id=shard.id, cells=indices):
+            return self._render_claimed(shard, cells)
+
+    def _render_claimed(self, shard: ClaimedShard, cells: list[CellParams]) -> Outcome:
         if not cells:
             self.output.submit(RenderedShard(shard, [], [], 0))
             return Outcome.RENDERED
-        renderer = self.renderer_for(shard.model)
+        try:
+            renderer = self.renderer_for(shard.model)
+        except Exception as exc:  # the model cannot load here: fail the attempt, never hang
+            log.exception("could not load model %s", shard.model)
+            failures = [CellFailure(c.index, f"model failed to load: {exc!r}") for c in cells]
+            self.output.submit(RenderedShard(shard, [], [], 0, failures))
+            return Outcome.RENDERED
 
         def should_stop() -> bool:
             return shard.job_id in self._cancelled
@@ -225,6 +249,12 @@ class ShardRunner:
     # -- writer thread ---------------------------------------------------------
 
     def _write(self, rendered: RenderedShard) -> None:
+        shard = rendered.shard
+        cells = sorted([c.index for c in rendered.cells] + [f.index for f in rendered.failures])
+        with log_context(job_id=str(shard.job_id), shard_id=shard.id, cells=cells):
+            self._record(rendered)
+
+    def _record(self, rendered: RenderedShard) -> None:
         shard = rendered.shard
         try:
             with self.sessions() as session:

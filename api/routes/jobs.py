@@ -11,8 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import DbSession, State, TenantId, TenantJob
 from api.errors import ApiError
 from api.limits import check_quota
-from api.schemas import BulkJobsOut, ImagePage, JobOut, JobPage
+from api.poll import load_polled_job
+from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
 from api.views import image_out, job_etag, job_out
+from models.axes import estimate_gpu_seconds
+from models.grid import expand, resolve
 from models.job_store import (
     CreatedJob,
     IdempotencyConflict,
@@ -85,7 +88,22 @@ def _submit(
     return created
 
 
-@router.post("", status_code=201, dependencies=[JsonBody])
+def dry_run_out(spec: JobSpec, default_model: str) -> DryRunOut:
+    """What a submission would make, without making it (``?dry_run=true``)."""
+    cells = expand(resolve(spec, default_model=default_model))
+    return DryRunOut(
+        total=len(cells),
+        estimated_gpu_seconds=estimate_gpu_seconds(cells),
+        axes=spec.axis_sizes(),
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[JsonBody],
+    responses={200: {"model": JobOut | DryRunOut, "description": "A replay, or a dry run"}},
+)
 def create_job(
     spec: JobSpec,
     state: State,
@@ -93,9 +111,13 @@ def create_job(
     tenant: TenantId,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JobOut:
+    dry_run: bool = False,
+) -> JobOut | DryRunOut:
     check_limits(spec, state.settings)
     check_quota(session, state.settings, tenant=tenant, cells=spec.cell_count())
+    if dry_run:  # validated and counted; nothing is stored or published
+        response.status_code = 200
+        return dry_run_out(spec, state.settings.model)
     [created] = _submit(state, session, tenant, [NewJob(spec, idempotency_key)])
     if not created.created:
         response.status_code = 200
@@ -162,13 +184,17 @@ def get_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={304: {"description": "Not modified"}})
-def get_job(job: TenantJob, request: Request, response: Response) -> JobOut | Response:
+async def get_job(job_id: str, request: Request) -> Response:
+    """Polled hard: one thread hop and one query (api/poll.py), 304 while the ETag holds."""
+    job = await load_polled_job(request, job_id)
     etag = job_etag(job)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-cache"
-    return job_out(job)
+    return Response(
+        job_out(job).model_dump_json().encode(),
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/{job_id}/images")

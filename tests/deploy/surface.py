@@ -26,12 +26,6 @@ DEPLOY = REPO / "deploy"
 DOCS = REPO / "docs" / "DEPLOY.md"
 ENV_EXAMPLE = REPO / ".env.example"
 
-# `farm` subcommands deploy/ runs that the CLI does not have yet.
-PENDING_SUBCOMMANDS = {"beat": "the campaign scheduler (`farm beat`)"}
-
-# FARM_* variables deploy/ sets that are not Settings fields (yet).
-PENDING_ENV = {"FARM_METRICS_PORT": "the worker's Prometheus port (default 9100)"}
-
 API_PORT = 8000
 METRICS_PORT = 9100
 
@@ -118,8 +112,6 @@ def check_farm_command(cmd: FarmCommand) -> list[str]:
     """Problems with one invocation: unknown subcommand or option."""
     path, command = resolve_command(list(cmd.path))
     if command is None:
-        if path and path[0] in PENDING_SUBCOMMANDS and len(path) == 1:
-            return []
         return [f"{cmd.where}: `farm {' '.join(path)}` is not a farm subcommand"]
     if _is_group(command):
         return [f"{cmd.where}: `farm {' '.join(path)}` needs a subcommand"]
@@ -139,7 +131,7 @@ def settings_env_names() -> set[str]:
 
 
 def unknown_farm_env(names: Iterable[str]) -> set[str]:
-    return set(names) - settings_env_names() - set(PENDING_ENV)
+    return set(names) - settings_env_names()
 
 
 def split_image(image: str) -> tuple[str, str]:

@@ -120,7 +120,7 @@ def test_installs_exactly_pyprojects_dependencies(image: str) -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("RUN pip install prometheus-client", "pyproject does not declare"),
+        ("RUN pip install sentry-sdk", "pyproject does not declare"),
         ("RUN pip install torch==2.12.0", "pyproject says torch==2.13.0"),
         ("RUN pip install -r requirements.txt", "not generated from pyproject"),
         ("RUN pip install /tmp/wheels/*.whl", "without --no-deps"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.deploy.surface import (
@@ -13,13 +12,9 @@ from tests.deploy.surface import (
     DOCS,
     ENV_EXAMPLE,
     FARM_ENV_RE,
-    PENDING_ENV,
-    PENDING_SUBCOMMANDS,
     REPO,
     check_farm_command,
     farm_commands_in_text,
-    settings_env_names,
-    subcommands,
     unknown_farm_env,
 )
 
@@ -50,18 +45,6 @@ def test_every_farm_variable_is_a_setting() -> None:
 
 def test_variable_check_rejects_an_unknown_name() -> None:
     assert unknown_farm_env(["FARM_DATABASE_URL", "FARM_DATABSE_URL"]) == {"FARM_DATABSE_URL"}
-
-
-@pytest.mark.parametrize("name", sorted(PENDING_ENV))
-def test_pending_variables_are_still_missing(name: str) -> None:
-    """Drop a name from PENDING_ENV (tests/deploy/surface.py) once Settings has it."""
-    assert name not in settings_env_names(), f"{name} is a setting now: drop it from PENDING_ENV"
-
-
-@pytest.mark.parametrize("name", sorted(PENDING_SUBCOMMANDS))
-def test_pending_subcommands_are_still_missing(name: str) -> None:
-    """Drop a name from PENDING_SUBCOMMANDS (tests/deploy/surface.py) once `farm` has it."""
-    assert name not in subcommands(), f"`farm {name}` exists now: drop it from PENDING_SUBCOMMANDS"
 
 
 def test_docs_commands_are_farm_subcommands() -> None:

@@ -71,6 +71,7 @@ def farm_env(
             "FARM_MODELS": json.dumps(models),
             "FARM_MODEL_CACHE_DIR": str(model_cache),
             "FARM_DATA_DIR": str(data_dir),
+            "FARM_METRICS_PORT": "0",  # off unless a test asks: workers would share 9100
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",

@@ -31,7 +31,11 @@ def _objects(farm: Farm, job_id: str) -> dict[str, bytes]:
     s3 = boto3.client("s3", endpoint_url=farm.settings.s3_endpoint_url)
     prefix = f"{farm.settings.s3_prefix}/"
     listing = s3.list_objects_v2(Bucket=farm.settings.s3_bucket, Prefix=prefix)
-    keys = [o["Key"] for o in listing.get("Contents", []) if f"/{job_id}/" in o["Key"]]
+    keys = [  # the images themselves, not the thumbnails, sheets or gallery beside them
+        o["Key"]
+        for o in listing.get("Contents", [])
+        if f"/{job_id}/" in o["Key"] and o["Key"].endswith(".png") and "/thumbs/" not in o["Key"]
+    ]
     return {k: s3.get_object(Bucket=farm.settings.s3_bucket, Key=k)["Body"].read() for k in keys}
 
 

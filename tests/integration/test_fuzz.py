@@ -26,8 +26,13 @@ def live_api(
     """A real `farm api` process with no worker: fuzzed jobs just wait in the queue."""
     data_dir = tmp_path_factory.mktemp("fuzz")
     env = farm_env(
-        pg_url=pg_url, redis_url=redis_url, s3_endpoint_url=s3.endpoint_url, bucket=s3.bucket,
-        data_dir=data_dir, model_cache=data_dir / "models", prefix="fuzz",
+        pg_url=pg_url,
+        redis_url=redis_url,
+        s3_endpoint_url=s3.endpoint_url,
+        bucket=s3.bucket,
+        data_dir=data_dir,
+        model_cache=data_dir / "models",
+        prefix="fuzz",
         models={"simulated": "simulated:0"},
     )
     env.update({"FARM_MODEL": "simulated", "FARM_RATE_LIMIT_PER_S": "0"})
@@ -48,16 +53,28 @@ def test_no_input_makes_the_api_fail(live_api: tuple[str, str], tmp_path: Path) 
     url, key = live_api
     result = subprocess.run(
         [
-            sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
-            "--checks", "not_a_server_error",
-            "--header", f"Authorization: Bearer {key}",
-            "--max-examples", "40",
-            "--seed", "20261124",
-            "--request-timeout", "20",
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--max-examples",
+            "40",
+            "--seed",
+            "20261124",
+            "--request-timeout",
+            "20",
             "--no-color",
-            "--report-dir", str(tmp_path),
+            "--report-dir",
+            str(tmp_path),
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     print(result.stdout[-3000:])

@@ -49,7 +49,12 @@ def test_a_cancelled_render_stops_between_steps(renderer: DiffusersRenderer) -> 
 
 def test_an_uncancelled_render_asks_every_step(renderer: DiffusersRenderer) -> None:
     asked: list[int] = []
-    images = renderer.render(batch([1], steps=5), lambda: bool(asked.append(1)))
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return False
+
+    images = renderer.render(batch([1], steps=5), should_stop)
     assert len(images) == 1
     assert len(asked) == 5
 
