@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
@@ -101,6 +102,26 @@ def migrated_postgres() -> Iterator[str]:
     with postgres_database() as url:
         upgrade(normalize_database_url(url))
         yield url
+
+
+@dataclass(frozen=True)
+class Services:
+    pg_url: str
+    redis_url: str
+    s3: S3Endpoint
+    data_dir: Path
+
+
+@contextmanager
+def services() -> Iterator[Services]:
+    """A fresh Postgres database, a Redis db, a moto S3 server and a scratch folder."""
+    with (
+        migrated_postgres() as pg_url,
+        redis_database() as redis_url,
+        moto_server() as s3,
+        TemporaryDirectory() as tmp,
+    ):
+        yield Services(pg_url, redis_url, s3, Path(tmp))
 
 
 def new_api_key(pg_url: str, tenant: str | None = None) -> str:

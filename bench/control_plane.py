@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
@@ -35,11 +33,9 @@ from bench._common import (
     emit,
     farm_env,
     free_port,
-    migrated_postgres,
-    moto_server,
     new_api_key,
     pids_matching,
-    redis_database,
+    services,
     wait_http_ok,
 )
 
@@ -181,30 +177,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--noop-tasks", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args(argv)
-    with (
-        migrated_postgres() as pg_url,
-        redis_database() as redis_url,
-        moto_server() as s3,
-        TemporaryDirectory() as tmp,
-    ):
+    with services() as svc:
+        pg_url, redis_url, s3 = svc.pg_url, svc.redis_url, svc.s3
         env = farm_env(
             pg_url=pg_url,
             redis_url=redis_url,
             s3=s3,
-            data_dir=Path(tmp),
+            data_dir=svc.data_dir,
             models={MODEL: "simulated:0"},
             model=MODEL,
             extra={"FARM_BATCH_SIZE": str(args.batch_size)},
         )
         noop = noop_rate(env, redis_url, tasks=args.noop_tasks, workers=args.workers)
         key = new_api_key(pg_url, f"bench-{uuid.uuid4().hex[:8]}")
-        services = {
+        processes = {
             "postgres": f"postgres {pg_url.rsplit('/', 1)[1]} ",
             "redis": "redis-server",
             "s3 (moto)": f"bench._moto -H 127.0.0.1 -p {s3.endpoint_url.rsplit(':', 1)[1]}",
         }
         farm = farm_rate(
-            env, key, images=args.images, jobs=args.jobs, workers=args.workers, services=services
+            env, key, images=args.images, jobs=args.jobs, workers=args.workers, services=processes
         )
     ratio = round(farm["images_per_s"] / noop["tasks_per_s"], 3)
     result = {

@@ -15,8 +15,6 @@ import argparse
 import statistics
 import time
 import uuid
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import boto3
@@ -28,10 +26,8 @@ from bench._common import (
     emit,
     farm_env,
     free_port,
-    migrated_postgres,
-    moto_server,
     new_api_key,
-    redis_database,
+    services,
     wait_http_ok,
 )
 
@@ -48,17 +44,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     aws_defaults()
     latencies: list[float] = []
     posts: list[float] = []
-    with (
-        migrated_postgres() as pg_url,
-        redis_database() as redis_url,
-        moto_server() as s3,
-        TemporaryDirectory() as tmp,
-    ):
+    with services() as svc:
+        pg_url, redis_url, s3 = svc.pg_url, svc.redis_url, svc.s3
         env = farm_env(
             pg_url=pg_url,
             redis_url=redis_url,
             s3=s3,
-            data_dir=Path(tmp),
+            data_dir=svc.data_dir,
             models={MODEL: f"simulated:{args.render_s}"},
             model=MODEL,
             extra={"FARM_PNG_COMPRESS_LEVEL": str(args.png_level)},

@@ -20,7 +20,6 @@ import shlex
 import time
 import uuid
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
@@ -31,10 +30,8 @@ from bench._common import (
     emit,
     farm_env,
     free_port,
-    migrated_postgres,
-    moto_server,
     new_api_key,
-    redis_database,
+    services,
     wait_http_ok,
 )
 from bench._http_load import run_load
@@ -79,17 +76,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
-    with (
-        migrated_postgres() as pg_url,
-        redis_database() as redis_url,
-        moto_server() as s3,
-        TemporaryDirectory() as tmp,
-    ):
+    with services() as svc:
+        pg_url, redis_url, s3 = svc.pg_url, svc.redis_url, svc.s3
         env = farm_env(
             pg_url=pg_url,
             redis_url=redis_url,
             s3=s3,
-            data_dir=Path(tmp),
+            data_dir=svc.data_dir,
             models={"simulated": "simulated:0"},
             model="simulated",
             # One tenant polls here: its 100 requests/s limit would answer 429s.
