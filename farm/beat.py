@@ -173,8 +173,40 @@ class Beat:
             stop.wait(sleep_s)
 
 
+class BeatThreads:
+    """The scheduler and the webhook sender on daemon threads (embedded mode, ``farm beat``)."""
+
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], publisher: Publisher
+    ) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.deliverer = Deliverer(settings, sessions)
+        beat = Beat(settings, sessions, publisher)
+        self._threads = [
+            threading.Thread(target=beat.run, args=(self.stop_event,), name="beat", daemon=True),
+            threading.Thread(
+                target=self.deliverer.run,
+                args=(self.stop_event,),
+                kwargs={"poll_s": min(1.0, settings.beat_interval_s)},
+                name="webhooks",
+                daemon=True,
+            ),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(self.settings.webhook_timeout_s * 3 + 5)
+        self.deliverer.close()
+
+
 def run_beat(settings: Settings) -> None:
-    """``farm beat``: scheduler in the main thread, webhook deliveries beside it."""
+    """``farm beat``: the scheduler and webhook deliveries on threads until SIGTERM/SIGINT."""
     from models.db import make_engine, make_session_factory
     from models.queue import CeleryPublisher, make_celery
 
@@ -191,20 +223,12 @@ def run_beat(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    deliverer = Deliverer(settings, sessions)
-    sender = threading.Thread(
-        target=deliverer.run,
-        args=(stop,),
-        kwargs={"poll_s": min(1.0, settings.beat_interval_s)},
-        name="webhooks",
-        daemon=True,
-    )
-    sender.start()
+    threads = BeatThreads(settings, sessions, CeleryPublisher(make_celery(settings)))
+    threads.start()
     log.info("beat ready (interval %.2f s)", settings.beat_interval_s)
     try:
-        Beat(settings, sessions, CeleryPublisher(make_celery(settings))).run(stop)
+        while not stop.wait(1.0):  # wake now and then: signal handlers run in this thread
+            pass
     finally:
-        stop.set()
-        sender.join(settings.webhook_timeout_s * 3 + 5)
-        deliverer.close()
+        threads.stop()
         log.info("beat stopped")

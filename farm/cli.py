@@ -58,7 +58,10 @@ def api(
     settings = get_settings()
     fastapi_app, worker = build_app(settings)
     if worker is not None:
-        console.print("embedded mode: no FARM_BROKER_URL, rendering in this process")
+        console.print(
+            "embedded mode: no FARM_BROKER_URL; rendering, campaigns and webhooks run "
+            "in this process"
+        )
         worker.start()
     try:
         # uvicorn's loggers go through the root logger; RequestLog writes the access log.
@@ -92,7 +95,10 @@ def beat() -> None:
     """Run the campaign scheduler and webhook delivery (as many processes as you like)."""
     settings = get_settings()
     if settings.embedded:
-        err.print("FARM_BROKER_URL is not set: `farm beat` publishes campaign runs to a broker")
+        err.print(
+            "FARM_BROKER_URL is not set: `farm beat` publishes campaign runs to a broker "
+            "(without one, `farm api` runs the scheduler in-process)"
+        )
         raise typer.Exit(EXIT_API_ERROR)
     from farm.beat import run_beat
 

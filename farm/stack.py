@@ -1,4 +1,5 @@
-"""Wiring the pieces into a running stack: the API plus, in embedded mode, a worker thread."""
+"""Wiring the pieces into a running stack: the API plus, in embedded mode, a worker
+thread and the campaign scheduler with its webhook sender."""
 
 from __future__ import annotations
 
@@ -12,20 +13,36 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
+from farm.beat import BeatThreads
 from models.migrate import upgrade
 from models.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
 from models.settings import Settings
 from worker.embedded import EmbeddedWorker
 
 
-def build_app(settings: Settings) -> tuple[FastAPI, EmbeddedWorker | None]:
-    """The API app and, in embedded mode, the worker that serves it (not yet started)."""
+class EmbeddedRuntime:
+    """What `farm beat` and `farm worker` do elsewhere, as threads of the API process."""
+
+    def __init__(self, settings: Settings, publisher: LocalPublisher) -> None:
+        self.worker = EmbeddedWorker(settings, publisher)  # its reconciler re-queues old work
+        self.beat = BeatThreads(settings, self.worker.runner.sessions, publisher)
+
+    def start(self) -> None:
+        self.worker.start()
+        self.beat.start()
+
+    def stop(self) -> None:
+        self.beat.stop()
+        self.worker.stop()
+
+
+def build_app(settings: Settings) -> tuple[FastAPI, EmbeddedRuntime | None]:
+    """The API app and, in embedded mode, the runtime that serves it (not yet started)."""
     if not settings.embedded:
         publisher: Publisher = CeleryPublisher(make_celery(settings))
         return create_app(settings, publisher=publisher), None
     local = LocalPublisher()
-    worker = EmbeddedWorker(settings, local)  # its reconciler re-queues work from before
-    return create_app(settings, publisher=local), worker
+    return create_app(settings, publisher=local), EmbeddedRuntime(settings, local)
 
 
 def free_port() -> int:
