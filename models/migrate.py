@@ -19,5 +19,5 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "heads") -> None:
-    # "heads": features add their tables as branches off the initial schema.
+    # "heads": safe even while a feature branch is not merged yet (0006 merges them).
     command.upgrade(alembic_config(url), revision)

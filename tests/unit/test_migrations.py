@@ -45,3 +45,13 @@ def test_postgres_migrates_to_the_models(pg_url: str) -> None:
 )
 def test_plain_postgres_urls_get_a_driver(given: str, expected: str) -> None:
     assert normalize_database_url(given) == expected
+
+
+def test_the_migrations_have_one_head() -> None:
+    """Feature branches are merged: the next migration has exactly one parent to revise."""
+    from alembic.script import ScriptDirectory
+
+    from models.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert heads == ["0006"]
