@@ -17,7 +17,6 @@ process do each piece of work per interval.
 from __future__ import annotations
 
 import logging
-import threading
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.periodic import Periodic
 from models.queue import Publisher
 from models.status import ShardStatus
 from models.tables import Shard, utcnow
@@ -123,8 +123,9 @@ def reconcile_once(
     return report
 
 
-class Reconciler:
-    """Runs ``reconcile_once`` every ``interval_s`` on a daemon thread."""
+class Reconciler(Periodic):
+    """Runs ``reconcile_once`` every ``interval_s``, the first pass at once (work queued
+    before a restart gets its tokens back)."""
 
     def __init__(
         self,
@@ -137,24 +138,7 @@ class Reconciler:
         self.sessions = sessions
         self.publisher = publisher
         self.models = None if models is None else frozenset(models)
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        super().__init__(self._pass, interval_s=interval_s, name="reconciler", run_first=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        # First pass at once: work queued before a restart gets its tokens back.
-        while True:
-            try:
-                reconcile_once(self.sessions, self.publisher, models=self.models)
-            except Exception:  # a database restart must not kill the loop
-                log.exception("reconcile failed; trying again in %.0f s", self.interval_s)
-            if self._stop.wait(self.interval_s):
-                return
+    def _pass(self) -> None:
+        reconcile_once(self.sessions, self.publisher, models=self.models)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,17 +19,12 @@ import httpx
 import psycopg
 import redis
 
+from farm.stack import free_port as free_port  # tests import it from here
+
 PG_ADMIN_URL = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("FARM_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("FARM_TEST_REDIS_PORT", "6379"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

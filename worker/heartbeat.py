@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.periodic import Periodic
 from models.shard_store import cancelled_jobs, renew_leases
 
-log = logging.getLogger(__name__)
 
-
-class Heartbeat:
+class Heartbeat(Periodic):
     """Every ``interval_s``: which held jobs were cancelled; every lease/3: renew leases."""
 
     def __init__(
@@ -31,36 +28,22 @@ class Heartbeat:
         self.sessions = sessions
         self.worker = worker
         self.lease_s = lease_s
-        self.interval_s = interval_s
         self.held = held
         self.on_cancelled = on_cancelled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self._renewed_at = 0.0
+        super().__init__(self._beat, interval_s=interval_s, name="heartbeat")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _loop(self) -> None:
-        renewed_at = 0.0
-        while not self._stop.wait(self.interval_s):
-            held = self.held()
-            if not held:
-                continue
-            try:
-                with self.sessions.begin() as session:
-                    cancelled = cancelled_jobs(session, job_ids=list(set(held.values())))
-                    if time.monotonic() - renewed_at > self.lease_s / 3:
-                        renew_leases(
-                            session, shard_ids=list(held), worker=self.worker, lease_s=self.lease_s
-                        )
-                        renewed_at = time.monotonic()
-            except Exception:  # the database may be restarting; the lease has slack
-                log.exception("heartbeat failed")
-                continue
-            if cancelled:
-                self.on_cancelled(cancelled)
+    def _beat(self) -> None:
+        held = self.held()
+        if not held:
+            return
+        # A failure (the database restarting) is logged by Periodic; the lease has slack.
+        with self.sessions.begin() as session:
+            cancelled = cancelled_jobs(session, job_ids=list(set(held.values())))
+            if time.monotonic() - self._renewed_at > self.lease_s / 3:
+                renew_leases(
+                    session, shard_ids=list(held), worker=self.worker, lease_s=self.lease_s
+                )
+                self._renewed_at = time.monotonic()
+        if cancelled:
+            self.on_cancelled(cancelled)
