@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.fast_poll import PollFastPath, PollFrontDoor
 from api.limits import BodySizeLimit, RateLimiter
 from api.metrics import install_metrics
+from api.poll import KeyCache
 from api.routes import campaigns, files, health, jobs, web, webhooks
 from models.db import make_engine, make_session_factory
 from models.queue import Publisher
@@ -22,15 +26,34 @@ from models.storage import make_storage
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
+class FarmApi(FastAPI):
+    """FastAPI, with polls of one job answered at the door (api/fast_poll.py)."""
+
+    def __init__(self, front_door: PollFrontDoor, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front_door = front_door
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        polled = self.front_door.polled(scope)
+        if polled is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front_door.serve(scope, receive, send, polled)
+
+
 def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     engine = make_engine(settings.sqlalchemy_url)
+    key_cache = KeyCache(ttl_s=settings.api_key_cache_s)
+    fast_poll = PollFastPath(settings, key_cache=key_cache)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await fast_poll.close()
         engine.dispose()
 
-    app = FastAPI(
+    app = FarmApi(
+        PollFrontDoor(fast_poll),
         title="Animagine render farm",
         version="1",
         description="Submit prompt grids, poll them, fetch their images.",
@@ -43,6 +66,7 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
         publisher=publisher,
         limiter=RateLimiter(per_s=settings.rate_limit_per_s, redis_url=settings.broker_url),
     )
+    app.state.key_cache = key_cache
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_metrics(app, sessions=app.state.farm.sessions, models=settings.models)

@@ -188,16 +188,21 @@ class RequestLog:
             with log_context(job_id=job_id):
                 await self.app(scope, receive, send_watched)
         finally:
-            fields: dict[str, object] = {
-                "method": scope["method"],
-                "path": path,
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            }
-            if job_id is not None:
-                fields["job_id"] = job_id
-            level = logging.DEBUG if path in _PROBES else logging.INFO
-            request_log.log(level, "%s %s %d", scope["method"], path, status, extra=fields)
+            log_request(scope["method"], path, status, started=started, job_id=job_id)
+
+
+def log_request(method: str, path: str, status: int, *, started: float, job_id: str | None) -> None:
+    """The access log line of one request (``started``: its ``time.perf_counter()``)."""
+    fields: dict[str, object] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if job_id is not None:
+        fields["job_id"] = job_id
+    level = logging.DEBUG if path in _PROBES else logging.INFO
+    request_log.log(level, "%s %s %d", method, path, status, extra=fields)
 
 
 def _job_in_location(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

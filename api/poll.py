@@ -63,7 +63,12 @@ class KeyCache:
 
 def bearer_key(request: Request) -> str:
     """The request's API key, or 401 in the API's error shape."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return parse_bearer(request.headers.get("authorization", ""))
+
+
+def parse_bearer(authorization: str) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header, or 401."""
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(
             401,
@@ -105,11 +110,8 @@ _POLL_COLUMNS = (
 )
 
 
-def key_cache(request: Request, state: AppState) -> KeyCache:
-    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
-    if cache is None:  # two first requests may each make one: harmless
-        cache = KeyCache(ttl_s=state.settings.api_key_cache_s)
-        request.app.state.key_cache = cache
+def key_cache(request: Request) -> KeyCache:
+    cache: KeyCache = request.app.state.key_cache  # made by create_app
     return cache
 
 
@@ -124,7 +126,7 @@ def polled_job(request: Request, job_id: str) -> Job:
         engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
         Session(bind=connection) as session,
     ):
-        tenant = cached_tenant(key_cache(request, state), session, key)
+        tenant = cached_tenant(key_cache(request), session, key)
         state.limiter.check(tenant)
         try:
             parsed = uuid.UUID(job_id)

@@ -2,15 +2,52 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from api.schemas import ImageOut, JobOut
 from models.status import JobStatus, Priority
 from models.storage import GALLERY_NAME, MANIFEST_NAME, Storage
-from models.tables import Item, Job
+from models.tables import Item
 
 
-def eta_seconds(job: Job, now: datetime) -> float | None:
+class JobStatusRow(Protocol):
+    """What a job's public view reads: an ORM ``Job``, or the poll fast path's row."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def cancelled(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def labels(self) -> dict[str, Any]: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+def eta_seconds(job: JobStatusRow, now: datetime) -> float | None:
     """Remaining cells at the job's observed wall-clock rate (counts all its workers)."""
     if job.status != JobStatus.RUNNING or job.started_at is None or job.done == 0:
         return None
@@ -19,7 +56,7 @@ def eta_seconds(job: Job, now: datetime) -> float | None:
     return round(max(0.0, elapsed / job.done * remaining), 1)
 
 
-def job_out(job: Job) -> JobOut:
+def job_out(job: JobStatusRow) -> JobOut:
     finished = job.done + job.failed + job.cancelled
     base = f"/v1/jobs/{job.id}"
     return JobOut(
@@ -52,7 +89,7 @@ def job_out(job: Job) -> JobOut:
     )
 
 
-def job_etag(job: Job) -> str:
+def job_etag(job: JobStatusRow) -> str:
     return f'W/"{job.id.hex}-{job.version}"'
 
 

@@ -1,15 +1,14 @@
 """``GET /v1/jobs/{id}`` under concurrent pollers (goal: >= 1,500 req/s, p99 <= 50 ms).
 
-A real API server (``farm api``, or uvicorn with ``--workers N`` through
-bench/_asgi.py) on real Postgres polls one 10,000-cell job. Two kinds of poller:
-``plain`` (no validators: a full JSON body each time) and ``etag`` (sends the
-``If-None-Match`` it was given: 304 while nothing changed). The load generator
-shares the machine's cores with the server and Postgres: see the JSON's
-``server_cpu_ms_per_request`` and the load average.
+A real API server (``farm api [--workers N]``) on real Postgres polls one
+10,000-cell job. Two kinds of poller: ``plain`` (no validators: a full JSON body
+each time) and ``etag`` (sends the ``If-None-Match`` it was given: 304 while
+nothing changed). The load generator shares the machine's cores with the server
+and Postgres: see the JSON's ``server_cpu_ms_per_request`` and the load average.
 
     python -m bench.job_get                            # 32 pollers, 10 s per kind
     python -m bench.job_get --duration 2 --connections 4
-    python -m bench.job_get --workers 2                # uvicorn --workers 2
+    python -m bench.job_get --workers 2                # farm api --workers 2
 """
 
 from __future__ import annotations
@@ -56,10 +55,10 @@ def _process_cpu_s(pid: int) -> float:
 
 
 def start_api(env: dict[str, str], port: int, workers: int, uvicorn_args: str) -> FarmProcess:
-    """``farm api`` as deployed; or uvicorn itself for several processes or other options."""
-    if workers <= 1 and not uvicorn_args:
-        return FarmProcess(["api", "--port", str(port)], env).start()
-    args = ["bench._asgi:app", "--factory", "--port", str(port), "--workers", str(workers)]
+    """``farm api`` as deployed; or uvicorn itself for other server options."""
+    if not uvicorn_args:
+        return FarmProcess(["api", "--port", str(port), "--workers", str(workers)], env).start()
+    args = ["farm.asgi:app", "--factory", "--port", str(port), "--workers", str(workers)]
     args += ["--log-level", "warning", *shlex.split(uvicorn_args)]
     return ModuleProcess("uvicorn", args, env).start()
 

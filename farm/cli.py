@@ -49,6 +49,9 @@ def migrate() -> None:
 def api(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes (each uses about one core when busy).")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (and, with no FARM_BROKER_URL, an in-process worker)."""
     import uvicorn
@@ -56,6 +59,20 @@ def api(
     from farm.stack import build_app
 
     settings = get_settings()
+    if workers > 1:
+        if settings.embedded:
+            err.print("--workers needs FARM_BROKER_URL: embedded mode renders in one process")
+            raise typer.Exit(EXIT_API_ERROR)
+        uvicorn.run(
+            "farm.asgi:app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+        return
     fastapi_app, worker = build_app(settings)
     if worker is not None:
         console.print(

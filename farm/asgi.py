@@ -1,5 +1,9 @@
-"""An import string for uvicorn's ``--workers`` (``farm api`` passes an app object, which
-uvicorn can only serve in one process): ``uvicorn --factory bench._asgi:app``."""
+"""The API as an import string, for uvicorn's process manager: ``farm api --workers N``
+(uvicorn can serve an app *object* in one process only). Each process builds its own
+app, engine and pools.
+
+    uvicorn --factory farm.asgi:app --workers 4
+"""
 
 from __future__ import annotations
 
