@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Integer, String, Text, case, column, func, select, update, values
+from sqlalchemy import Integer, String, Text, case, column, func, select, text, update, values
 from sqlalchemy.orm import Session
 
 from models.fair_share import next_shard_id
@@ -60,11 +60,34 @@ class ShardCompletion:
     job_status: JobStatus | None  # the job's terminal status if this attempt ended it
 
 
+_CLAIM_SQL = text(
+    "SELECT id, job_id, tenant_id, index, model, attempts"
+    " FROM farm_claim_shard(:model, :worker, :lease_s, :now)"
+)
+
+
 def claim_next_shard(
     session: Session, *, model: str, worker: str, lease_s: int, now: datetime | None = None
 ) -> ClaimedShard | None:
-    """Take the shard fair share says is next for ``model``: queued -> running, leased."""
+    """Take the shard fair share says is next for ``model``: queued -> running, leased.
+
+    On Postgres one round trip: ``farm_claim_shard()`` (migration 0007) runs the same
+    steps as ``claim_next_shard_stepwise``, which SQLite uses.
+    """
     now = now or utcnow()
+    if session.get_bind().dialect.name != "postgresql":
+        return claim_next_shard_stepwise(
+            session, model=model, worker=worker, lease_s=lease_s, now=now
+        )
+    params = {"model": model, "worker": worker, "lease_s": lease_s, "now": now}
+    row = session.execute(_CLAIM_SQL, params).one_or_none()
+    return None if row is None else ClaimedShard(*row)
+
+
+def claim_next_shard_stepwise(
+    session: Session, *, model: str, worker: str, lease_s: int, now: datetime
+) -> ClaimedShard | None:
+    """The claim as statements from Python: fair share's choice, then ``_claim``."""
     for _ in range(CLAIM_TRIES):
         shard_id = next_shard_id(session, model=model, now=now)
         if shard_id is None:

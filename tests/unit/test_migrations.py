@@ -54,4 +54,4 @@ def test_the_migrations_have_one_head() -> None:
     from models.migrate import alembic_config
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
-    assert heads == ["0006"]
+    assert len(heads) == 1
