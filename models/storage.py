@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
 import boto3
+import boto3.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from models.s3_put import SignedPut
 from models.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,10 +65,27 @@ class S3Storage:
         self.bucket = bucket
         # Standard mode retries 5xx, throttling and connection errors with backoff.
         config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4")
-        self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        session = boto3.session.Session()
+        self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        credentials = session.get_credentials()
+        # PUTs (two per rendered image) skip the client stack: models/s3_put.py.
+        self.signed_put = (
+            None
+            if credentials is None
+            else SignedPut(
+                credentials=credentials,
+                region=self.client.meta.region_name,
+                bucket=bucket,
+                endpoint_url=endpoint_url,
+            )
+        )
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        url = None if self.signed_put is None else self.signed_put.url(key)
+        if self.signed_put is None or url is None:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            return
+        self.signed_put.put(url, data, content_type=content_type)
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
