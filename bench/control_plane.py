@@ -13,6 +13,7 @@ Goals: >= 200 images/s, and >= 0.4 x the no-op task rate.
 
     python -m bench.control_plane                         # 2,000 images, 2 workers
     python -m bench.control_plane --images 40 --noop-tasks 200 --workers 1
+    python -m bench.control_plane --storage local        # without S3: our own costs
 """
 
 from __future__ import annotations
@@ -176,6 +177,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (both sides)")
     parser.add_argument("--noop-tasks", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--storage",
+        choices=["s3", "local"],
+        default="s3",
+        help="local: a shared folder instead of moto's S3 server (our own costs alone)",
+    )
     args = parser.parse_args(argv)
     with services() as svc:
         pg_url, redis_url, s3 = svc.pg_url, svc.redis_url, svc.s3
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model=MODEL,
             extra={"FARM_BATCH_SIZE": str(args.batch_size)},
         )
+        if args.storage == "local":  # every process shares svc.data_dir
+            env.update({"FARM_S3_BUCKET": "", "FARM_S3_ENDPOINT_URL": ""})
         noop = noop_rate(env, redis_url, tasks=args.noop_tasks, workers=args.workers)
         key = new_api_key(pg_url, f"bench-{uuid.uuid4().hex[:8]}")
         processes = {
@@ -200,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     ratio = round(farm["images_per_s"] / noop["tasks_per_s"], 3)
     result = {
+        "storage": args.storage,
         "workers": args.workers,
         "batch_size": args.batch_size,
         "farm": farm,
@@ -210,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     emit(
         "control_plane",
         result,
-        f"{farm['recorded']} images, {args.workers} workers, batch {args.batch_size}: "
+        f"{farm['recorded']} images, {args.workers} workers, batch {args.batch_size}, "
+        f"storage {args.storage}: "
         f"{farm['images_per_s']} images/s end to end vs Celery no-op {noop['tasks_per_s']} "
         f"tasks/s ({ratio}x); goal >= 200 images/s and >= 0.4x",
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Integer, String, Text, case, column, func, select, text, update, values
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.fair_share import next_shard_id
@@ -181,6 +181,16 @@ def cancelled_jobs(session: Session, *, job_ids: list[uuid.UUID]) -> set[uuid.UU
     return set(rows)
 
 
+_FINISH_SQL = text(
+    "SELECT recorded, failed, requeued, job_status, job_total, job_done, job_failed,"
+    " job_cancelled FROM farm_finish_shard(:shard, :job, :shard_index, :attempts, :worker,"
+    " CAST(:indexes AS integer[]), CAST(:keys AS text[]), CAST(:digests AS text[]),"
+    " CAST(:ratings AS text[]), CAST(:render_ms AS integer[]),"
+    " CAST(:failed_indexes AS integer[]), CAST(:failed_errors AS text[]),"
+    " :max_attempts, :backoff_s, :now)"
+)
+
+
 def finish_attempt(
     session: Session,
     *,
@@ -196,7 +206,61 @@ def finish_attempt(
     A failed cell is tried again (the shard goes back to the queue after a
     backoff) until it has used ``max_attempts``; then it is failed for good
     with its error. The job's counters move by what is new, in this transaction.
+
+    On Postgres one statement, ``farm_finish_shard()`` (migration 0007), runs the
+    steps of ``finish_attempt_stepwise`` (SQLite's path) up to the job's counters.
     """
+    if session.get_bind().dialect.name != "postgresql":
+        return finish_attempt_stepwise(
+            session,
+            shard=shard,
+            worker=worker,
+            results=results,
+            failures=failures,
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+        )
+    params = {
+        "shard": shard.id,
+        "job": shard.job_id,
+        "shard_index": shard.index,
+        "attempts": shard.attempts,
+        "worker": worker,
+        "indexes": [r.index for r in results],
+        "keys": [r.key for r in results],
+        "digests": [r.sha256 for r in results],
+        "ratings": [r.rating for r in results],
+        "render_ms": [r.render_ms for r in results],
+        "failed_indexes": [f.index for f in failures],
+        "failed_errors": [f.error for f in failures],
+        "max_attempts": max_attempts,
+        "backoff_s": backoff_s,
+        "now": utcnow(),
+    }
+    row = session.execute(_FINISH_SQL, params).one()
+    final = _settle_job(
+        session,
+        job_id=shard.job_id,
+        status=row.job_status,
+        total=row.job_total,
+        done=row.job_done,
+        failed=row.job_failed,
+        cancelled=row.job_cancelled,
+    )
+    return ShardCompletion(row.recorded, row.failed, row.requeued, final)
+
+
+def finish_attempt_stepwise(
+    session: Session,
+    *,
+    shard: ClaimedShard,
+    worker: str,
+    results: list[CellResult],
+    failures: list[CellFailure],
+    max_attempts: int,
+    backoff_s: float,
+) -> ShardCompletion:
+    """``finish_attempt`` as statements from Python."""
     lock_job(session, shard.job_id)
     now = utcnow()
     recorded = _record_results(session, job_id=shard.job_id, results=results, now=now)
@@ -268,45 +332,40 @@ def finish_attempt(
     return ShardCompletion(recorded, failed, still_queued, final)
 
 
+# The same statement text for every shard, the cells as arrays: SQLAlchemy's VALUES
+# construct carried the data in its cache key, so each shard compiled its own SQL.
+_RECORD_SQL = text(
+    "UPDATE items SET status = 'done', key = landed.key, sha256 = landed.sha256,"
+    " rating = landed.rating, render_ms = landed.render_ms, attempts = items.attempts + 1,"
+    " finished_at = :now, error = NULL"
+    " FROM unnest(CAST(:indexes AS integer[]), CAST(:keys AS text[]),"
+    " CAST(:digests AS text[]), CAST(:ratings AS text[]), CAST(:render_ms AS integer[]))"
+    " AS landed(index, key, sha256, rating, render_ms)"
+    " WHERE items.job_id = :job_id AND items.index = landed.index AND items.status = 'queued'"
+)
+
+
 def _record_results(
     session: Session, *, job_id: uuid.UUID, results: list[CellResult], now: datetime
 ) -> int:
     """Mark the shard's landed cells done; returns how many were still queued.
 
-    Postgres: one ``UPDATE items ... FROM (VALUES ...)`` for the whole shard (one round
+    Postgres: one ``UPDATE items ... FROM unnest(arrays)`` for the whole shard (one round
     trip instead of one per cell). SQLite (embedded mode): one UPDATE per cell.
     """
     if not results:
         return 0
     if session.get_bind().dialect.name == "postgresql":
-        rows = values(
-            column("index", Integer),
-            column("key", Text),
-            column("sha256", String),
-            column("rating", String),
-            column("render_ms", Integer),
-            name="landed",
-        ).data([(r.index, r.key, r.sha256, r.rating, r.render_ms) for r in results])
-        return _rowcount(
-            session.execute(
-                update(Item)
-                .where(
-                    Item.job_id == job_id,
-                    Item.index == rows.c.index,
-                    Item.status == CellStatus.QUEUED,
-                )
-                .values(
-                    status=CellStatus.DONE,
-                    key=rows.c.key,
-                    sha256=rows.c.sha256,
-                    rating=rows.c.rating,
-                    render_ms=rows.c.render_ms,
-                    attempts=Item.attempts + 1,
-                    finished_at=now,
-                    error=None,
-                )
-            )
-        )
+        landed = {
+            "job_id": job_id,
+            "now": now,
+            "indexes": [r.index for r in results],
+            "keys": [r.key for r in results],
+            "digests": [r.sha256 for r in results],
+            "ratings": [r.rating for r in results],
+            "render_ms": [r.render_ms for r in results],
+        }
+        return _rowcount(session.execute(_RECORD_SQL, landed))
     recorded = 0
     for r in results:
         recorded += _rowcount(
@@ -360,14 +419,31 @@ def _bump_job(
         .values(**values)
         .returning(Job.status, Job.total, Job.done, Job.failed, Job.cancelled)
     ).one()
-    if JobStatus(counters.status) not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return None
-    final = final_job_status(
+    return _settle_job(
+        session,
+        job_id=job_id,
+        status=counters.status,
         total=counters.total,
         done=counters.done,
         failed=counters.failed,
         cancelled=counters.cancelled,
     )
+
+
+def _settle_job(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    status: str,
+    total: int,
+    done: int,
+    failed: int,
+    cancelled: int,
+) -> JobStatus | None:
+    """Finish the job if every cell has its outcome: status, then the webhook."""
+    if JobStatus(status) not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return None
+    final = final_job_status(total=total, done=done, failed=failed, cancelled=cancelled)
     if final is not None:
         session.execute(
             update(Job)

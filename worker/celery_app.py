@@ -41,7 +41,13 @@ def _warm_up(**_: Any) -> None:
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
     # A receiver here means Celery leaves logging to us: FARM_LOG_FORMAT, FARM_LOG_LEVEL.
-    setup_logging(get_settings())
+    settings = get_settings()
+    setup_logging(settings)
+    if logging.getLevelName(settings.log_level) >= logging.INFO:
+        # Celery's "received" and "succeeded" lines name a token, not the work: the
+        # runner writes one line per shard with its job, cells and timings instead.
+        for name in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @signals.worker_shutdown.connect

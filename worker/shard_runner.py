@@ -277,6 +277,15 @@ class ShardRunner:
             return
         finally:
             self._release(shard)
+        log.info(
+            "shard %s of job %s: %d recorded, %d failed, rendered in %d ms",
+            shard.id,
+            shard.job_id,
+            completion.recorded,
+            completion.failed,
+            rendered.render_ms,
+            extra={"recorded": completion.recorded, "render_ms": rendered.render_ms},
+        )
         self._notify(shard, results, completion.job_status)
 
     def _upload(self, rendered: RenderedShard) -> tuple[list[CellResult], list[CellFailure]]:

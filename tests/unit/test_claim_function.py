@@ -1,14 +1,27 @@
-"""farm_claim_shard() (migration 0007) makes the same choices as the stepwise claim."""
+"""farm_claim_shard() and farm_finish_shard() (migration 0007) do what the stepwise
+Python claim and finish do."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.shard_store import ClaimedShard, claim_next_shard, claim_next_shard_stepwise
-from models.tables import Job, Shard, utcnow
+from models.shard_store import (
+    CellFailure,
+    CellResult,
+    ClaimedShard,
+    ShardCompletion,
+    claim_next_shard,
+    claim_next_shard_stepwise,
+    finish_attempt,
+    finish_attempt_stepwise,
+)
+from models.status import JobStatus
+from models.tables import Item, Job, Shard, utcnow
 from tests.unit.test_shard_store import make_job, new_model
 
 Claim = Callable[..., ClaimedShard | None]
@@ -69,3 +82,80 @@ def test_the_function_and_the_stepwise_claim_agree(sessions: sessionmaker[Sessio
 def test_an_empty_queue_claims_nothing(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         assert claim_next_shard(session, model=new_model(), worker="w", lease_s=60) is None
+
+
+# -- farm_finish_shard() -------------------------------------------------------------
+
+
+def _snapshot(sessions: sessionmaker[Session], job_id: uuid.UUID) -> dict[str, object]:
+    """The job, its shards and cells, without ids and clock readings."""
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        items = list(
+            session.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.index))
+        )
+        shards = session.scalars(select(Shard).where(Shard.job_id == job_id).order_by(Shard.id))
+        return {
+            "job": (job.status, job.done, job.failed, job.render_ms_total, job.version, job.error),
+            "finished": job.finished_at is not None,
+            "items": [
+                (i.status, i.key, i.sha256, i.rating, i.render_ms, i.attempts, i.error)
+                for i in items
+            ],
+            "items_finished": [i.finished_at is not None for i in items],
+            "shards": [
+                (s.status, s.claimed_by, s.lease_until is None, s.available_at is not None)
+                for s in shards
+            ],
+        }
+
+
+def _play(
+    sessions: sessionmaker[Session], finish: Callable[..., ShardCompletion]
+) -> tuple[list[ShardCompletion], dict[str, object]]:
+    """One scenario: landed cells, a retried failure, a final failure, a re-record."""
+    model = new_model()
+    job_id, _ = make_job(sessions, model, cells=3)  # three shards of one cell
+
+    def attempt(results: list[int], failures: list[int]) -> ShardCompletion:
+        with sessions.begin() as session:
+            shard = claim_next_shard_stepwise(
+                session, model=model, worker="w", lease_s=60, now=utcnow()
+            )
+            assert shard is not None
+            return finish(
+                session,
+                shard=shard,
+                worker="w",
+                results=[CellResult(i, f"k/{i}", f"{i:064d}", "general", 100 + i) for i in results],
+                failures=[CellFailure(i, f"boom {i}") for i in failures],
+                max_attempts=2,
+                backoff_s=0.0,
+            )
+
+    completions = [
+        attempt([0], []),  # cell 0 lands
+        attempt([], [1]),  # cell 1 fails once: requeued
+        attempt([], [1]),  # and again: failed for good
+        attempt([2], []),  # the last cell finishes the job: partial
+    ]
+    return completions, _snapshot(sessions, job_id)
+
+
+def test_the_finish_function_and_the_stepwise_finish_agree(
+    sessions: sessionmaker[Session],
+) -> None:
+    stepwise = _play(sessions, finish_attempt_stepwise)
+    in_postgres = _play(sessions, finish_attempt)
+    assert in_postgres == stepwise
+    completions, state = in_postgres
+    assert [(c.recorded, c.failed, c.requeued) for c in completions] == [
+        (1, 0, False),
+        (0, 0, True),
+        (0, 1, False),
+        (1, 0, False),
+    ]
+    assert [c.job_status for c in completions] == [None, None, None, JobStatus.PARTIAL]
+    assert state["job"][:4] == ("partial", 2, 1, 202)  # type: ignore[index]
+    assert [s[0] for s in state["shards"]] == ["done", "failed", "done"]  # type: ignore[attr-defined]
