@@ -204,13 +204,20 @@ class JobArtifacts:
         self.counters.seconds[name] = spent
 
     def _wait_s(self) -> float | None:
-        due = [self._due_at(s) for s in self._sheets.values() if s.dirty]
+        dirty = self._dirty_sheets()
+        due = [self._due_at(s, dirty) for s in self._sheets.values() if s.dirty]
         if not due:
             return None
         return max(0.01, min(due) - time.monotonic())
 
-    def _due_at(self, state: _SheetState) -> float:
-        return state.composed_at + max(self.interval_s, 10 * state.cost_s)
+    def _dirty_sheets(self) -> int:
+        return sum(s.dirty for s in self._sheets.values())
+
+    def _due_at(self, state: _SheetState, dirty: int) -> float:
+        # Each of the ``dirty`` sheets waits ten times its cost per sheet kept current:
+        # all of them together take at most a tenth of this thread's time (a grid of
+        # many long prompts would otherwise spend it all redrawing sheets).
+        return state.composed_at + max(self.interval_s, 10 * state.cost_s * max(1, dirty))
 
     def _landed(self, event: _Landed) -> None:
         layout = self._layout(event.job_id, event.tenant_id)
@@ -252,8 +259,9 @@ class JobArtifacts:
 
     def _compose_due(self, force: bool = False) -> None:
         now = time.monotonic()
+        dirty = self._dirty_sheets()
         for (job_id, prompt), state in list(self._sheets.items()):
-            if state.dirty and (force or now >= self._due_at(state)):
+            if state.dirty and (force or now >= self._due_at(state, dirty)):
                 layout = self._layouts.get(job_id)
                 if layout is None:  # forgotten (finished, or evicted): nothing to keep current
                     del self._sheets[(job_id, prompt)]
