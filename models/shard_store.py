@@ -143,19 +143,55 @@ def _claim(
     return shard
 
 
-def shard_cells(session: Session, *, shard: ClaimedShard) -> list[Item]:
+@dataclass(frozen=True, slots=True)
+class QueuedCell:
+    """What rendering a cell needs, read without the ORM (a worker reads a shard's
+    cells between two renders: loading full ``Item`` objects cost ~5% of its CPU)."""
+
+    index: int
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    seed: int
+    steps: int
+    guidance_scale: float
+    sampler: str
+    emphasis: str | None
+    hires_scale: float | None
+    hires_strength: float | None
+    hires_steps: int | None
+
+
+_CELL_COLUMNS = (
+    Item.index,
+    Item.prompt,
+    Item.negative_prompt,
+    Item.width,
+    Item.height,
+    Item.seed,
+    Item.steps,
+    Item.guidance_scale,
+    Item.sampler,
+    Item.emphasis,
+    Item.hires_scale,
+    Item.hires_strength,
+    Item.hires_steps,
+)
+
+
+def shard_cells(session: Session, *, shard: ClaimedShard) -> list[QueuedCell]:
     """The shard's cells that still need an image, in index order."""
-    return list(
-        session.scalars(
-            select(Item)
-            .where(
-                Item.job_id == shard.job_id,
-                Item.shard_index == shard.index,
-                Item.status == CellStatus.QUEUED,
-            )
-            .order_by(Item.index)
+    rows = session.execute(
+        select(*_CELL_COLUMNS)
+        .where(
+            Item.job_id == shard.job_id,
+            Item.shard_index == shard.index,
+            Item.status == CellStatus.QUEUED,
         )
+        .order_by(Item.index)
     )
+    return [QueuedCell(**row._mapping) for row in rows]
 
 
 def renew_leases(session: Session, *, shard_ids: list[int], worker: str, lease_s: int) -> None:

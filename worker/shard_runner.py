@@ -23,6 +23,7 @@ from models.shard_store import (
     CellFailure,
     CellResult,
     ClaimedShard,
+    QueuedCell,
     cancelled_jobs,
     claim_next_shard,
     finish_attempt,
@@ -30,7 +31,6 @@ from models.shard_store import (
 )
 from models.status import JobStatus
 from models.storage import Storage, image_key
-from models.tables import Item
 from worker.heartbeat import Heartbeat
 from worker.hires import HiresParams
 from worker.output import OutputStage
@@ -54,7 +54,7 @@ class CellParams:
     parameters: RenderParameters
 
     @classmethod
-    def of(cls, item: Item, model: str) -> CellParams:
+    def of(cls, item: QueuedCell, model: str) -> CellParams:
         return cls(
             item.index,
             RenderParameters(
