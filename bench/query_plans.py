@@ -17,7 +17,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -135,52 +134,37 @@ def plans(sessions: sessionmaker[Session], job_ids: list[uuid.UUID]) -> dict[str
     }
     report: dict[str, list[Any]] = {}
     with sessions() as session:
+
+        def explained(statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+            return [
+                {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
+                for sql, params in statements
+            ]
+
         for name, step in steps.items():
             with recording(engine) as statements:
                 step(session)
             session.expunge_all()
-            report[name] = [
-                {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
-                for sql, params in statements
-            ]
-        shard = claim_next_shard(session, model=MODEL, worker="plans", lease_s=600)
-        assert shard is not None
-        with recording(engine) as statements:
-            cells = shard_cells(session, shard=shard)
-            results = [CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10) for c in cells]
-            finish_attempt(
-                session,
-                shard=shard,
-                worker="plans",
-                results=results,
-                failures=[],
-                max_attempts=3,
-                backoff_s=timedelta(seconds=2).total_seconds(),
-            )
-        report["shard cells + finish_attempt"] = [
-            {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
-            for sql, params in statements
-        ]
-        shard = claim_next_shard(session, model=MODEL, worker="plans", lease_s=600)
-        assert shard is not None
-        results = [
-            CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10)
-            for c in shard_cells(session, shard=shard)
-        ]
-        with recording(engine) as statements:
-            finish_attempt_stepwise(
-                session,
-                shard=shard,
-                worker="plans",
-                results=results,
-                failures=[],
-                max_attempts=3,
-                backoff_s=2.0,
-            )
-        report["finish, stepwise (the function's queries)"] = [
-            {"sql": " ".join(sql.split())[:160], **explain(session, sql, params)}
-            for sql, params in statements
-        ]
+            report[name] = explained(statements)
+        for name, finish in (
+            ("shard cells + finish_attempt", finish_attempt),
+            ("finish, stepwise (the function's queries)", finish_attempt_stepwise),
+        ):
+            shard = claim_next_shard(session, model=MODEL, worker="plans", lease_s=600)
+            assert shard is not None
+            with recording(engine) as statements:
+                cells = shard_cells(session, shard=shard)
+                results = [CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10) for c in cells]
+                finish(
+                    session,
+                    shard=shard,
+                    worker="plans",
+                    results=results,
+                    failures=[],
+                    max_attempts=3,
+                    backoff_s=2.0,
+                )
+            report[name] = explained(statements)
         session.rollback()
     return report
 
