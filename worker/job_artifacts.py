@@ -50,6 +50,7 @@ from worker.manifest import build_manifest, encode_manifest, relative_file
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 64  # landed shards taken together when this thread falls behind
 THUMB_CACHE_BYTES = 64 * 2**20  # this worker's recent thumbnails, so sheets rarely re-read them
 _STOP = object()
 
@@ -95,6 +96,7 @@ class _Counters:
     sheets: int = 0
     jobs_finished: int = 0
     stripped_images: int = 0  # cells whose thumbnail had to come from the stored PNG
+    landed_batches: int = 0  # times landed shards were handled (several at once when behind)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -179,19 +181,31 @@ class JobArtifacts:
             except queue.Empty:
                 self._guarded(self._compose_due)
                 continue
+            # Shards that landed while this thread was busy are taken together: one
+            # "which prompts are complete" query per job, not one per shard. Only the
+            # last event taken can be something else (it ends the batch), so order holds.
+            events: list[object] = [event]
+            while isinstance(events[-1], _Landed) and len(events) < MAX_BATCH:
+                try:
+                    events.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if event is _STOP:
+                landed = [e for e in events if isinstance(e, _Landed)]
+                if landed:
+                    self._guarded(partial(self._landed_all, landed))
+                    with self._lock:
+                        self._queued_images -= sum(e.held for e in landed)
+                last = events[-1]
+                if last is _STOP:
                     self._guarded(partial(self._compose_due, force=True))
                     return
-                if isinstance(event, _Landed):
-                    self._guarded(partial(self._landed, event))
-                    with self._lock:
-                        self._queued_images -= event.held
-                elif isinstance(event, _Finished):
-                    self._guarded(partial(self._finished, event))
+                if isinstance(last, _Finished):
+                    self._guarded(partial(self._finished, last))
                 self._guarded(self._compose_due)
             finally:
-                self._queue.task_done()
+                for _ in events:
+                    self._queue.task_done()
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
@@ -219,12 +233,22 @@ class JobArtifacts:
         # many long prompts would otherwise spend it all redrawing sheets).
         return state.composed_at + max(self.interval_s, 10 * state.cost_s * max(1, dirty))
 
-    def _landed(self, event: _Landed) -> None:
-        layout = self._layout(event.job_id, event.tenant_id)
+    def _landed_all(self, events: list[_Landed]) -> None:
+        self.counters.landed_batches += 1
+        by_job: dict[uuid.UUID, list[_Landed]] = {}
+        for event in events:
+            by_job.setdefault(event.job_id, []).append(event)
+        for same_job in by_job.values():
+            self._landed(same_job)
+
+    def _landed(self, events: list[_Landed]) -> None:
+        """Cells of one job landed (one or more shards): thumbnails, then sheet states."""
+        first = events[0]
+        layout = self._layout(first.job_id, first.tenant_id)
         if layout is None:
             return
         touched: set[int] = set()
-        for index, key, image in event.cells:
+        for index, key, image in [cell for event in events for cell in event.cells]:
             touched.add(layout.prompt_of(index))
             if image is None:
                 continue
@@ -232,12 +256,12 @@ class JobArtifacts:
             data = make_thumbnail(image)
             thumb = f"{layout.folder}/{thumb_name(relative_file(key, layout.folder))}"
             self.storage.put(thumb, data, content_type="image/jpeg")
-            self._remember(event.job_id, index, data)
+            self._remember(first.job_id, index, data)
             self.counters.thumbs += 1
             self._timed("thumbs", started)
-        complete = self._complete_prompts(event.job_id, layout, touched)
+        complete = self._complete_prompts(first.job_id, layout, touched)
         for prompt in touched:
-            state = self._sheets.setdefault((event.job_id, prompt), _SheetState())
+            state = self._sheets.setdefault((first.job_id, prompt), _SheetState())
             state.dirty = True
             if prompt in complete and not state.complete:
                 state.complete = True

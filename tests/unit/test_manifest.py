@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import re
+import threading
 import time
 import uuid
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.settings import Settings
 from models.shard_store import ClaimedShard
 from models.status import JobStatus
-from models.storage import GALLERY_NAME, MANIFEST_NAME, job_folder, make_storage
+from models.storage import GALLERY_NAME, MANIFEST_NAME, Storage, job_folder, make_storage
 from models.tables import Job
 from tests.conftest import ApiClient
 from worker.contact_sheet import plan_layout, scale_to_height
@@ -141,3 +142,59 @@ def test_the_manifest_is_rewritten_identically(
     s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
     listing = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{folder}/thumbs/")
     assert len(listing.get("Contents", [])) == 4
+
+
+class _GatedStorage:
+    """Real storage whose first thumbnail upload waits for ``open``: the artifacts
+    thread falls behind while the writer keeps handing it shards."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.open = threading.Event()
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        if "/thumbs/" in key:
+            assert self.open.wait(timeout=60)
+        self.inner.put(key, data, content_type=content_type)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def url(self, key: str, *, expires_s: int) -> str:
+        return self.inner.url(key, expires_s=expires_s)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+
+def test_shards_that_land_while_the_thread_is_behind_are_taken_together(
+    api: ApiClient, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    model = f"sim-{uuid.uuid4().hex[:8]}"
+    settings.models[model] = "simulated:0.01"
+    settings = settings.model_copy(update={"sheet_interval_s": 60.0, "batch_size": 1})
+    job = api.client.post("/v1/jobs", json={**SPEC, "model": model}, headers=api.auth).json()
+    runner = build_runner(settings, warm_models=[model])
+    artifacts = _artifacts(runner)
+    gate = _GatedStorage(artifacts.storage)
+    artifacts.storage = gate
+    try:
+        while runner.run_next(model) != Outcome.NOTHING:
+            pass
+        runner.drain()  # all 8 shards written and handed over; thumbnails wait
+        gate.open.set()
+        artifacts.drain()
+    finally:
+        close_runner(runner)
+    assert artifacts.counters.thumbs == 8
+    # The first shard(s) held the thread; those behind them were handled in one go
+    # (one by one, it would take eight).
+    assert artifacts.counters.landed_batches in (1, 2)
+    with sessions() as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None and row.status == "succeeded"
+        folder = job_folder(prefix=settings.s3_prefix, tenant_id=row.tenant_id, job_id=row.id)
+    manifest = json.loads(gate.get(f"{folder}/{MANIFEST_NAME}"))
+    assert len(manifest["cells"]) == 8
+    assert all(gate.exists(f"{folder}/{cell['thumb']}") for cell in manifest["cells"])
+    assert all(gate.exists(f"{folder}/{sheet}") for sheet in manifest["contact_sheets"])
