@@ -1,4 +1,4 @@
-"""Items have no foreign key (migration 0008): deleting jobs, directly or with their
+"""Items and shards have no foreign key (migration 0008): deleting jobs, directly or with their
 tenant, still deletes their cells and shards on Postgres."""
 
 from __future__ import annotations

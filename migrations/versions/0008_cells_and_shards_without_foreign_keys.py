@@ -1,9 +1,10 @@
-"""items without a foreign key to jobs: a trigger deletes a deleted job's cells
+"""items and shards without foreign keys to jobs: a trigger deletes a deleted job's
 
-The foreign key was checked once per inserted cell: ~100 of the ~200 ms that Postgres
-spent on a 10,000-cell COPY (docs/PERFORMANCE.md). Cells are only ever written in
-their job's transaction, so the check guarded nothing the code can get wrong; what it
-did on delete (cascade) is one statement-level trigger on jobs instead.
+The foreign keys were checked once per inserted row: ~100 of the ~200 ms that
+Postgres spent on a 10,000-cell COPY, ~25 of the ~75 ms of its 2,500 shards
+(docs/PERFORMANCE.md). Cells and shards are only ever written in their job's
+transaction, so the checks guarded nothing the code can get wrong; what they did on
+delete (cascade) is one statement-level trigger on jobs instead.
 
 Revision ID: 0008
 Revises: 0007
@@ -26,6 +27,7 @@ CREATE OR REPLACE FUNCTION farm_delete_job_items() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
     DELETE FROM items WHERE job_id IN (SELECT id FROM gone);
+    DELETE FROM shards WHERE job_id IN (SELECT id FROM gone);
     RETURN NULL;
 END
 $fn$;
@@ -37,8 +39,9 @@ REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION farm_delete_jo
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("items") as batch:  # SQLite rebuilds the table
-        batch.drop_constraint("fk_items_job_id_jobs", type_="foreignkey")
+    for table in ("items", "shards"):
+        with op.batch_alter_table(table) as batch:  # SQLite rebuilds the table
+            batch.drop_constraint(f"fk_{table}_job_id_jobs", type_="foreignkey")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(CASCADE_FUNCTION)
         op.execute(CASCADE_TRIGGER)
@@ -48,7 +51,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS jobs_delete_items ON jobs")
         op.execute("DROP FUNCTION IF EXISTS farm_delete_job_items()")
-    with op.batch_alter_table("items") as batch:
-        batch.create_foreign_key(
-            "fk_items_job_id_jobs", "jobs", ["job_id"], ["id"], ondelete="CASCADE"
-        )
+    for table in ("items", "shards"):
+        with op.batch_alter_table(table) as batch:
+            batch.create_foreign_key(
+                f"fk_{table}_job_id_jobs", "jobs", ["job_id"], ["id"], ondelete="CASCADE"
+            )
