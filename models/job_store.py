@@ -202,24 +202,46 @@ def _item_rows(
 
 
 def _item_lines(job_id: uuid.UUID, cells: list[Cell], shard_of: dict[int, int]) -> str:
-    """The cells in COPY's text format, in ``_ITEM_COLUMNS`` order: one f-string a row,
-    each repeated string (prompt, negative prompt, bucket) escaped once."""
-    escaped: dict[str, str] = {}
+    """The cells in COPY's text format, in ``_ITEM_COLUMNS`` order.
 
-    def text(value: str) -> str:
-        if value not in escaped:
-            escaped[value] = _copy_text(value)
-        return escaped[value]
-
+    Only a cell's index, shard and seed vary from row to row; the fields around the
+    seed repeat for every cell of a (prompt, bucket) and of a sampler setting, so each
+    of the two runs of fields is formatted (and escaped) once and reused.
+    """
+    head: dict[tuple[object, ...], str] = {}
+    tail: dict[tuple[object, ...], str] = {}
     job, queued = str(job_id), CellStatus.QUEUED.value
-    return "".join(
-        f"{job}\t{c.index}\t{shard_of[c.index]}\t{c.prompt_index}\t{text(c.prompt)}\t"
-        f"{text(c.negative_prompt)}\t{text(c.bucket)}\t{c.width}\t{c.height}\t{c.seed}\t"
-        f"{c.steps}\t{c.guidance_scale!r}\t{text(c.sampler)}\t{queued}\t0\t"
-        f"{_copy_optional(c.prompt_replace)}\t{text(c.emphasis)}\t{_copy_optional(c.hires_scale)}\t"
-        f"{_copy_optional(c.hires_strength)}\t{_copy_optional(c.hires_steps)}\n"
-        for c in cells
-    )
+    lines = []
+    for c in cells:
+        head_key = (c.prompt_index, c.prompt, c.negative_prompt, c.bucket, c.width, c.height)
+        before_seed = head.get(head_key)
+        if before_seed is None:
+            before_seed = head[head_key] = (
+                f"{c.prompt_index}\t{_copy_text(c.prompt)}\t{_copy_text(c.negative_prompt)}\t"
+                f"{_copy_text(c.bucket)}\t{c.width}\t{c.height}"
+            )
+        tail_key = (
+            c.steps,
+            c.guidance_scale,
+            c.sampler,
+            c.prompt_replace,
+            c.emphasis,
+            c.hires_scale,
+            c.hires_strength,
+            c.hires_steps,
+        )
+        after_seed = tail.get(tail_key)
+        if after_seed is None:
+            after_seed = tail[tail_key] = (
+                f"{c.steps}\t{c.guidance_scale!r}\t{_copy_text(c.sampler)}\t{queued}\t0\t"
+                f"{_copy_optional(c.prompt_replace)}\t{_copy_text(c.emphasis)}\t"
+                f"{_copy_optional(c.hires_scale)}\t{_copy_optional(c.hires_strength)}\t"
+                f"{_copy_optional(c.hires_steps)}"
+            )
+        lines.append(
+            f"{job}\t{c.index}\t{shard_of[c.index]}\t{before_seed}\t{c.seed}\t{after_seed}\n"
+        )
+    return "".join(lines)
 
 
 def _copy_optional(value: str | float | None) -> str:
