@@ -18,7 +18,7 @@ import asyncio
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from starlette.types import Receive, Scope, Send
 
 from api.errors import ApiError, error_response
+from api.limits import RateLimiter
 from api.metrics import log_request
 from api.poll import KeyCache, parse_bearer
 from api.views import job_etag, job_out
@@ -43,17 +44,12 @@ POLL_APPLICATION_NAME = "farm-api-poll"  # how these connections show in pg_stat
 
 _PATH = re.compile(r"/v1/jobs/([^/]+)")
 
-_JOB_SQL = (
-    "SELECT id, status, total, done, failed, cancelled, created_at, started_at, finished_at,"
-    " error, name, labels, model, priority, version"
-    " FROM jobs WHERE id = %s AND tenant_id = %s"
-)
 _KEY_SQL = "SELECT tenant_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
 class PolledJob:
-    """The columns ``job_out`` and ``job_etag`` read, in ``_JOB_SQL``'s order."""
+    """The columns ``job_out`` and ``job_etag`` read; ``_JOB_SQL`` selects these fields."""
 
     id: uuid.UUID
     status: str
@@ -70,6 +66,12 @@ class PolledJob:
     model: str
     priority: str
     version: int
+
+
+_JOB_SQL = (
+    f"SELECT {', '.join(f.name for f in fields(PolledJob))}"
+    " FROM jobs WHERE id = %s AND tenant_id = %s"
+)
 
 
 def libpq_url(sqlalchemy_url: str) -> str | None:
@@ -112,12 +114,10 @@ class _LoopResources:
 class PollFastPath:
     """Reads a polled job; ``FastPollMiddleware`` serves it. Closed by the app's lifespan."""
 
-    def __init__(self, settings: Settings, *, key_cache: KeyCache) -> None:
+    def __init__(self, settings: Settings, *, key_cache: KeyCache, limiter: RateLimiter) -> None:
         self.conninfo = libpq_url(settings.sqlalchemy_url)
         self.key_cache = key_cache
-        self.rate_per_s = settings.rate_limit_per_s
-        redis_url = settings.broker_url
-        self.redis_url = redis_url if redis_url.startswith("redis") else None
+        self.limiter = limiter
         self._resources: _LoopResources | None = None
 
     @property
@@ -129,9 +129,10 @@ class PollFastPath:
         resources = self._resources
         if resources is None or resources.loop is not asyncio.get_running_loop():
             assert self.conninfo is not None
-            resources = _LoopResources(self.conninfo, self.redis_url)
+            resources = _LoopResources(self.conninfo, self.limiter.redis_url)
             self._resources = resources
-        await resources.open()
+        if not resources.is_open:  # the lock only until the pool is open, not per poll
+            await resources.open()
         return resources
 
     async def close(self) -> None:
@@ -159,7 +160,7 @@ class PollFastPath:
     ) -> PolledJob | None:
         async with resources.pool.connection() as connection:
             tenant = await self._tenant(connection, key)
-            await self._check_rate(resources, tenant)
+            await self.limiter.check_async(tenant, resources.redis)
             cursor = await connection.execute(_JOB_SQL, (job_id, tenant), prepare=True)
             row = await cursor.fetchone()
             return None if row is None else PolledJob(*row)
@@ -177,22 +178,6 @@ class PollFastPath:
         found: uuid.UUID = row[0]
         self.key_cache.put(key, found)
         return found
-
-    async def _check_rate(self, resources: _LoopResources, tenant: uuid.UUID) -> None:
-        """``RateLimiter.check``'s window, shared through Redis, without blocking the loop."""
-        if self.rate_per_s <= 0 or resources.redis is None:
-            return
-        key = f"farm:rate:{tenant}:{int(time.time())}"
-        async with resources.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            count = int((await pipe.execute())[0])
-        if count > self.rate_per_s:
-            raise ApiError(
-                429,
-                f"more than {self.rate_per_s} requests per second for this tenant",
-                headers={"Retry-After": "1"},
-            )
 
 
 class PollFrontDoor:

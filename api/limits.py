@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 import redis
+import redis.asyncio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,31 +76,56 @@ class RateLimiter:
 
     def __init__(self, *, per_s: int, redis_url: str) -> None:
         self.per_s = per_s
-        self._redis = redis.Redis.from_url(redis_url) if redis_url.startswith("redis") else None
+        self.redis_url = redis_url if redis_url.startswith("redis") else None
+        self._redis = redis.Redis.from_url(self.redis_url) if self.redis_url else None
         self._local: dict[tuple[uuid.UUID, int], int] = {}
         self._lock = threading.Lock()
 
     def check(self, tenant: uuid.UUID) -> None:
         if self.per_s <= 0:
             return
-        second = int(time.time())
-        if self._redis is not None:
-            key = f"farm:rate:{tenant}:{second}"
-            pipe = self._redis.pipeline()
+        if self._redis is None:
+            self._admit(self._count_locally(tenant))
+            return
+        pipe = self._redis.pipeline()
+        key = _window_key(tenant)
+        pipe.incr(key)
+        pipe.expire(key, 2)
+        self._admit(int(pipe.execute()[0]))
+
+    async def check_async(self, tenant: uuid.UUID, client: redis.asyncio.Redis | None) -> None:
+        """``check`` without blocking the event loop; ``client`` is an async client on
+        ``redis_url`` (one per event loop), None where there is no Redis."""
+        if self.per_s <= 0:
+            return
+        if client is None:
+            self._admit(self._count_locally(tenant))
+            return
+        key = _window_key(tenant)
+        async with client.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, 2)
-            count = int(pipe.execute()[0])
-        else:
-            with self._lock:
-                count = self._local.get((tenant, second), 0) + 1
-                self._local = {k: v for k, v in self._local.items() if k[1] >= second - 1}
-                self._local[(tenant, second)] = count
+            self._admit(int((await pipe.execute())[0]))
+
+    def _count_locally(self, tenant: uuid.UUID) -> int:
+        second = int(time.time())
+        with self._lock:
+            count = self._local.get((tenant, second), 0) + 1
+            self._local = {k: v for k, v in self._local.items() if k[1] >= second - 1}
+            self._local[(tenant, second)] = count
+        return count
+
+    def _admit(self, count: int) -> None:
         if count > self.per_s:
             raise ApiError(
                 429,
                 f"more than {self.per_s} requests per second for this tenant",
                 headers={"Retry-After": "1"},
             )
+
+
+def _window_key(tenant: uuid.UUID) -> str:
+    return f"farm:rate:{tenant}:{int(time.time())}"
 
 
 def check_quota(session: Session, settings: Settings, *, tenant: uuid.UUID, cells: int) -> None:

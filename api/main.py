@@ -44,7 +44,8 @@ class FarmApi(FastAPI):
 def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     engine = make_engine(settings.sqlalchemy_url)
     key_cache = KeyCache(ttl_s=settings.api_key_cache_s)
-    fast_poll = PollFastPath(settings, key_cache=key_cache)
+    limiter = RateLimiter(per_s=settings.rate_limit_per_s, redis_url=settings.broker_url)
+    fast_poll = PollFastPath(settings, key_cache=key_cache, limiter=limiter)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,7 +65,7 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
         sessions=make_session_factory(engine),
         storage=make_storage(settings),
         publisher=publisher,
-        limiter=RateLimiter(per_s=settings.rate_limit_per_s, redis_url=settings.broker_url),
+        limiter=limiter,
     )
     app.state.key_cache = key_cache
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

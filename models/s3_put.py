@@ -57,13 +57,13 @@ class SignedPut:
         region: str,
         bucket: str,
         endpoint_url: str | None,
-        sleep: float = BACKOFF_S,
+        backoff_s: float = BACKOFF_S,
     ) -> None:
         self.credentials = credentials
         self.region = region
         self.bucket = bucket
         self.endpoint_url = endpoint_url
-        self.backoff_s = sleep
+        self.backoff_s = backoff_s
         self.http = urllib3.PoolManager(maxsize=8, retries=False, timeout=TIMEOUT)
 
     def url(self, key: str) -> str | None:

@@ -368,43 +368,14 @@ def finish_attempt_stepwise(
     return ShardCompletion(recorded, failed, still_queued, final)
 
 
-# The same statement text for every shard, the cells as arrays: SQLAlchemy's VALUES
-# construct carried the data in its cache key, so each shard compiled its own SQL.
-_RECORD_SQL = text(
-    "UPDATE items SET status = 'done', key = landed.key, sha256 = landed.sha256,"
-    " rating = landed.rating, render_ms = landed.render_ms, attempts = items.attempts + 1,"
-    " finished_at = :now, error = NULL"
-    " FROM unnest(CAST(:indexes AS integer[]), CAST(:keys AS text[]),"
-    " CAST(:digests AS text[]), CAST(:ratings AS text[]), CAST(:render_ms AS integer[]))"
-    " AS landed(index, key, sha256, rating, render_ms)"
-    " WHERE items.job_id = :job_id AND items.index = landed.index AND items.status = 'queued'"
-)
-
-
 def _record_results(
     session: Session, *, job_id: uuid.UUID, results: list[CellResult], now: datetime
 ) -> int:
-    """Mark the shard's landed cells done; returns how many were still queued.
-
-    Postgres: one ``UPDATE items ... FROM unnest(arrays)`` for the whole shard (one round
-    trip instead of one per cell). SQLite (embedded mode): one UPDATE per cell.
-    """
-    if not results:
-        return 0
-    if session.get_bind().dialect.name == "postgresql":
-        landed = {
-            "job_id": job_id,
-            "now": now,
-            "indexes": [r.index for r in results],
-            "keys": [r.key for r in results],
-            "digests": [r.sha256 for r in results],
-            "ratings": [r.rating for r in results],
-            "render_ms": [r.render_ms for r in results],
-        }
-        return _rowcount(session.execute(_RECORD_SQL, landed))
-    recorded = 0
-    for r in results:
-        recorded += _rowcount(
+    """Mark the shard's landed cells done; returns how many were still queued. One
+    UPDATE per cell: the stepwise path (SQLite; on Postgres ``farm_finish_shard()``
+    records a shard in one statement)."""
+    return sum(
+        _rowcount(
             session.execute(
                 update(Item)
                 .where(
@@ -424,7 +395,8 @@ def _record_results(
                 )
             )
         )
-    return recorded
+        for r in results
+    )
 
 
 def _rowcount(result: object) -> int:

@@ -148,9 +148,13 @@ def test_a_dropped_connection_costs_no_failed_poll(
         assert api.client.get(f"/v1/jobs/{job_id}", headers=api.auth).status_code == 200
 
 
-@pytest.fixture
-def limited_api(settings: Settings, redis_url: str) -> Iterator[ApiClient]:
-    limited = settings.model_copy(update={"broker_url": redis_url, "rate_limit_per_s": 3})
+@pytest.fixture(params=["redis", "in-process"])
+def limited_api(
+    request: pytest.FixtureRequest, settings: Settings, redis_url: str
+) -> Iterator[ApiClient]:
+    """The rate window in Redis, or (no Redis broker) in the API process."""
+    broker = redis_url if request.param == "redis" else ""
+    limited = settings.model_copy(update={"broker_url": broker, "rate_limit_per_s": 3})
     engine = make_engine(limited.sqlalchemy_url)
     with make_session_factory(engine).begin() as session:
         key = create_api_key(session, tenant_name=f"limited-{uuid.uuid4().hex[:8]}")

@@ -89,7 +89,7 @@ def _put_to(flaky: type[_Flaky]) -> tuple[SignedPut, str]:
         region="us-east-1",
         bucket="b",
         endpoint_url=endpoint,
-        sleep=0.001,
+        backoff_s=0.001,
     )
     url = put.url("k.png")
     assert url == f"{endpoint}/b/k.png"
