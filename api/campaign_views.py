@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from models.campaign_store import run_status
-from models.tables import Campaign, CampaignRun, Job, WebhookAttempt, WebhookDelivery
+from models.db.campaigns import run_status
+from models.db.tables import Campaign, CampaignRun, Job, WebhookAttempt, WebhookDelivery
 
 
 class CampaignOut(BaseModel):

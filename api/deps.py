@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
 from api.limits import RateLimiter
-from models.job_store import get_job
-from models.key_store import tenant_for_key
-from models.queue import Publisher
-from models.settings import Settings
-from models.storage import Storage
-from models.tables import Job
+from models.db.jobs import get_job
+from models.db.keys import tenant_for_key
+from models.db.tables import Job
+from models.infra.queue import Publisher
+from models.infra.settings import Settings
+from models.infra.storage import Storage
 
 
 @dataclass

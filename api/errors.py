@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.spec import FieldError, SpecError
+from models.domain.spec import FieldError, SpecError
 
 _CODES = {
     400: "bad_request",

@@ -33,9 +33,9 @@ from api.limits import RateLimiter
 from api.metrics import log_request
 from api.poll import KeyCache, parse_bearer
 from api.views import job_etag, job_out
-from models.key_store import hash_key
-from models.logging_setup import log_context
-from models.settings import Settings
+from models.db.keys import hash_key
+from models.infra.log_setup import log_context
+from models.infra.settings import Settings
 
 # At most this many Postgres connections per API process serve polls; more concurrent
 # polls wait for one in the event loop (one query each: a connection is free in ~0.2 ms).

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_response
-from models.settings import Settings
-from models.spec import FieldError
-from models.status import JobStatus
-from models.tables import Job, utcnow
+from models.db.tables import Job, utcnow
+from models.domain.spec import FieldError
+from models.domain.status import JobStatus
+from models.infra.settings import Settings
 
 
 class BodySizeLimit:

@@ -18,10 +18,10 @@ from api.limits import BodySizeLimit, RateLimiter
 from api.metrics import install_metrics
 from api.poll import KeyCache
 from api.routes import campaigns, files, health, jobs, web, webhooks
-from models.db import make_engine, make_session_factory
-from models.queue import Publisher
-from models.settings import Settings
-from models.storage import make_storage
+from models.db.session import make_engine, make_session_factory
+from models.infra.queue import Publisher
+from models.infra.settings import Settings
+from models.infra.storage import make_storage
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

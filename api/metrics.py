@@ -24,10 +24,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models import metrics_names as names
-from models.logging_setup import log_context
-from models.status import JobStatus, ShardStatus
-from models.tables import Job, Shard
+from models.db.tables import Job, Shard
+from models.domain.status import JobStatus, ShardStatus
+from models.infra import metric_names as names
+from models.infra.log_setup import log_context
 
 log = logging.getLogger(__name__)
 

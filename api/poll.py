@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, load_only
 
 from api.deps import AppState
 from api.errors import ApiError
-from models.key_store import hash_key, tenant_for_key
-from models.tables import Job
+from models.db.keys import hash_key, tenant_for_key
+from models.db.tables import Job
 
 MAX_KEYS = 10_000
 POLL_THREADS = 8  # below the engine's pool_size (10): no overflow connections

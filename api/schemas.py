@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from models.status import JobStatus, Priority
+from models.domain.status import JobStatus, Priority
 
 
 class JobOut(BaseModel):
@@ -36,7 +36,7 @@ class DryRunOut(BaseModel):
 
     dry_run: bool = True
     total: int
-    estimated_gpu_seconds: float  # on one H100 (models/axes.py has the assumptions)
+    estimated_gpu_seconds: float  # on one H100 (models/domain/axes.py has the assumptions)
     axes: dict[str, int]  # values per axis, outermost first
 
 

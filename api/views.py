@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from api.schemas import ImageOut, JobOut
-from models.status import JobStatus, Priority
-from models.storage import GALLERY_NAME, MANIFEST_NAME, Storage
-from models.tables import Item
+from models.db.tables import Item
+from models.domain.status import JobStatus, Priority
+from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage
 
 
 class JobStatusRow(Protocol):

@@ -26,10 +26,10 @@ from typing import Any
 
 import httpx
 
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.migrate import upgrade
-from models.settings import normalize_database_url
+from migrations.apply import upgrade
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.settings import normalize_database_url
 from tests.services import (
     FarmProcess,
     free_port,

@@ -5,8 +5,8 @@ Worker: ``python -m celery -A bench._noop_celery worker --pool=solo -Q bench.noo
 
 from __future__ import annotations
 
-from models.queue import make_celery
-from models.settings import Settings
+from models.infra.queue import make_celery
+from models.infra.settings import Settings
 
 NOOP_TASK = "bench.noop"
 NOOP_QUEUE = "bench.noop"

@@ -28,13 +28,13 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from bench._common import aws_defaults, emit, migrated_postgres, moto_server
-from models.db import make_engine, make_session_factory
-from models.job_store import NewJob, create_jobs
-from models.key_store import ensure_tenant
-from models.settings import Settings
-from models.spec import JobSpec
-from models.storage import Storage
-from models.tables import Job
+from models.db.jobs import NewJob, create_jobs
+from models.db.keys import ensure_tenant
+from models.db.session import make_engine, make_session_factory
+from models.db.tables import Job
+from models.domain.spec import JobSpec
+from models.infra.settings import Settings
+from models.infra.storage import Storage
 from worker import shard_runner
 from worker.png import encode_png
 from worker.renderer import RenderBatch, Renderer, StopCheck

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bench._common import emit
-from models.settings import Settings
+from models.infra.settings import Settings
 from worker.gpu_options import apply_gpu_options, gpu_options_for, warm_renderer
 from worker.renderer import DiffusersRenderer, RenderBatch
 

@@ -23,12 +23,10 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
-from models.db import make_engine, make_session_factory
-from models.job_store import NewJob, create_jobs, list_items
-from models.key_store import ensure_tenant
-from models.reconciler import queued_counts, queued_ids, release_expired_leases
-from models.settings import normalize_database_url
-from models.shard_store import (
+from models.db.jobs import NewJob, create_jobs, list_items
+from models.db.keys import ensure_tenant
+from models.db.session import make_engine, make_session_factory
+from models.db.shards import (
     CellResult,
     claim_next_shard,
     claim_next_shard_stepwise,
@@ -36,8 +34,10 @@ from models.shard_store import (
     finish_attempt_stepwise,
     shard_cells,
 )
-from models.spec import JobSpec
-from models.tables import Job, utcnow
+from models.db.tables import Job, utcnow
+from models.domain.spec import JobSpec
+from models.infra.settings import normalize_database_url
+from worker.reconciler import queued_counts, queued_ids, release_expired_leases
 
 MODEL = "bench-model"
 

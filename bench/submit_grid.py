@@ -26,12 +26,12 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from bench._common import emit, migrated_postgres, new_api_key, redis_database
-from models.db import make_engine, make_session_factory
-from models.job_store import NewJob, create_jobs
-from models.key_store import ensure_tenant
-from models.queue import CeleryPublisher, make_celery
-from models.settings import Settings
-from models.spec import JobSpec, check_limits
+from models.db.jobs import NewJob, create_jobs
+from models.db.keys import ensure_tenant
+from models.db.session import make_engine, make_session_factory
+from models.domain.spec import JobSpec, check_limits
+from models.infra.queue import CeleryPublisher, make_celery
+from models.infra.settings import Settings
 
 PROMPT = "1girl, hatsune miku, vocaloid, twintails, smile, looking at viewer, upper body"
 
@@ -61,7 +61,7 @@ def run_stages(settings: Settings, body: bytes, runs: int) -> dict[str, float]:
     for _ in range(runs):
         t0 = time.perf_counter()
         spec = JobSpec.model_validate_json(body)
-        check_limits(spec, settings)
+        check_limits(spec, settings.limits)
         t1 = time.perf_counter()
         with sessions.begin() as session:
             [created] = create_jobs(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from farm.stack import build_app
-from models.settings import get_settings
+from models.infra.settings import get_settings
 
 
 def app() -> FastAPI:

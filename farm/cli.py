@@ -14,7 +14,7 @@ from rich.table import Table
 from farm.client import FarmApiError, FarmClient
 from farm.progress import JobProgress
 from farm.specfile import load_specs
-from models.settings import get_settings
+from models.infra.settings import get_settings
 
 app = typer.Typer(help="Animagine render farm.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
@@ -30,7 +30,7 @@ SERVICES = frozenset({"api", "worker", "beat"})  # long-running: structured logs
 @app.callback()
 def _start(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand in SERVICES:
-        from models.logging_setup import setup_logging
+        from models.infra.log_setup import setup_logging
 
         setup_logging(get_settings())
 
@@ -38,7 +38,7 @@ def _start(ctx: typer.Context) -> None:
 @app.command()
 def migrate() -> None:
     """Apply database migrations (run before starting a new version)."""
-    from models.migrate import upgrade
+    from migrations.apply import upgrade
 
     settings = get_settings()
     upgrade(settings.sqlalchemy_url)
@@ -117,7 +117,7 @@ def beat() -> None:
             "(without one, `farm api` runs the scheduler in-process)"
         )
         raise typer.Exit(EXIT_API_ERROR)
-    from farm.beat import run_beat
+    from beat.scheduler import run_beat
 
     run_beat(settings)
 
@@ -125,8 +125,8 @@ def beat() -> None:
 @keys_app.command("create")
 def keys_create(tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")]) -> None:
     """Create an API key; the key is printed alone on the last line, once."""
-    from models.db import make_engine, make_session_factory
-    from models.key_store import create_api_key
+    from models.db.keys import create_api_key
+    from models.db.session import make_engine, make_session_factory
 
     sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
     with sessions.begin() as session:
@@ -138,8 +138,8 @@ def keys_create(tenant: Annotated[str, typer.Option(help="Tenant the key belongs
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (prefixes only) with their tenant and state."""
-    from models.db import make_engine, make_session_factory
-    from models.key_store import list_api_keys
+    from models.db.keys import list_api_keys
+    from models.db.session import make_engine, make_session_factory
 
     sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
     with sessions() as session:
@@ -154,8 +154,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(prefix: Annotated[str, typer.Argument(help="Key or key prefix.")]) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    from models.db import make_engine, make_session_factory
-    from models.key_store import revoke_api_key
+    from models.db.keys import revoke_api_key
+    from models.db.session import make_engine, make_session_factory
 
     sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
     with sessions.begin() as session:

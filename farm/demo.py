@@ -18,11 +18,11 @@ from rich.console import Console
 from farm.client import FarmClient
 from farm.progress import JobProgress
 from farm.stack import build_app, free_port, migrate, serve_in_thread
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.settings import Settings, get_settings
-from models.storage import GALLERY_NAME, MANIFEST_NAME, job_folder, sheet_name
-from models.tables import Job
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.db.tables import Job
+from models.infra.settings import Settings, get_settings
+from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, job_folder, sheet_name
 
 # The model card's tag order: gender/count, character, series, then general tags.
 SAMPLE_PROMPTS = [

@@ -13,10 +13,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
-from farm.beat import BeatThreads
-from models.migrate import upgrade
-from models.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
-from models.settings import Settings
+from beat.scheduler import BeatThreads
+from migrations.apply import upgrade
+from models.infra.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
+from models.infra.settings import Settings
 from worker.embedded import EmbeddedWorker
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from models.db import make_engine
-from models.tables import Base
+from models.db.session import make_engine
+from models.db.tables import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

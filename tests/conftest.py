@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.migrate import upgrade
-from models.queue import LocalPublisher
-from models.settings import Settings, normalize_database_url
+from migrations.apply import upgrade
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings, normalize_database_url
 from tests.services import S3Server, moto_s3, postgres_database, redis_database
 
 # boto3 reads credentials from the environment; moto accepts any.

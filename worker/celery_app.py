@@ -7,11 +7,11 @@ from typing import Any
 
 from celery import signals
 
-from models.logging_setup import setup_logging, wants_json
-from models.queue import RENDER_TASK, CeleryPublisher, make_celery, queue_name
-from models.reconciler import Reconciler
-from models.settings import get_settings
+from models.infra.log_setup import setup_logging, wants_json
+from models.infra.queue import RENDER_TASK, CeleryPublisher, make_celery, queue_name
+from models.infra.settings import get_settings
 from worker.metrics import serve_metrics
+from worker.reconciler import Reconciler
 from worker.runtime import build_runner, close_runner
 from worker.shard_runner import ShardRunner
 

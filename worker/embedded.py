@@ -6,9 +6,9 @@ import logging
 import queue
 import threading
 
-from models.queue import LocalPublisher
-from models.reconciler import Reconciler
-from models.settings import Settings
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
+from worker.reconciler import Reconciler
 from worker.runtime import build_runner, close_runner
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 
-from models.settings import Settings
+from models.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def warm_up(render: Any, *, buckets: list[tuple[int, int]], batch_size: int) -> 
 
 def gpu_options_for(settings: Settings, device: str) -> GpuOptions:
     """The ``FARM_GPU_*`` settings, resolved for ``device``."""
-    from models.buckets import parse_bucket
+    from models.domain.buckets import parse_bucket
 
     buckets = [b for b in settings.gpu_warm_buckets.split(",") if b.strip()]
     return resolve_gpu_options(
@@ -224,7 +224,7 @@ def warm_renderer(renderer: Any, options: GpuOptions, *, batch_size: int) -> dic
     """Compile the warm buckets before the worker takes work (nothing to do when eager)."""
     if not options.compile_mode or not options.warm_buckets:
         return {}
-    from models.buckets import parse_bucket
+    from models.domain.buckets import parse_bucket
     from worker.renderer import RenderBatch
 
     def render(width: int, height: int, size: int) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.periodic import Periodic
-from models.shard_store import cancelled_jobs, renew_leases
+from models.db.shards import cancelled_jobs, renew_leases
+from models.infra.periodic import Periodic
 
 
 class Heartbeat(Periodic):

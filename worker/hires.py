@@ -2,7 +2,7 @@
 
 As in the Animagine XL demo's "upscaler": the first pass stops at latents, they are
 resized with ``nearest-exact`` (A1111's "Latent (nearest-exact)" upscaler, the name
-``models.infotext`` records) and a
+``models.domain.infotext`` records) and a
 ``StableDiffusionXLImg2ImgPipeline`` built from the txt2img pipeline's own modules
 (no second model load) denoises them at ``strength``. The output size is the bucket
 times ``scale``, rounded to a multiple of 8 (the VAE's scale factor).

@@ -31,11 +31,12 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.buckets import parse_bucket
-from models.settings import Settings
-from models.shard_store import CellResult, ClaimedShard
-from models.status import CellStatus, JobStatus
-from models.storage import (
+from models.db.shards import CellResult, ClaimedShard
+from models.db.tables import Item, Job
+from models.domain.buckets import parse_bucket
+from models.domain.status import CellStatus, JobStatus
+from models.infra.settings import Settings
+from models.infra.storage import (
     GALLERY_NAME,
     MANIFEST_NAME,
     Storage,
@@ -43,7 +44,6 @@ from models.storage import (
     sheet_name,
     thumb_name,
 )
-from models.tables import Item, Job
 from worker.contact_sheet import compose_sheet, encode_sheet, make_thumbnail
 from worker.gallery import build_gallery
 from worker.manifest import build_manifest, encode_manifest, relative_file

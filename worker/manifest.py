@@ -12,8 +12,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from models.storage import GALLERY_NAME, sheet_name, thumb_name
-from models.tables import Item, Job
+from models.db.tables import Item, Job
+from models.infra.storage import GALLERY_NAME, sheet_name, thumb_name
 
 MANIFEST_VERSION = 1
 

@@ -28,11 +28,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import metrics_names as names
-from models.shard_store import CellResult, ClaimedShard
-from models.status import JobStatus
-from models.storage import Storage
-from models.tables import Job
+from models.db.shards import CellResult, ClaimedShard
+from models.db.tables import Job
+from models.domain.status import JobStatus
+from models.infra import metric_names as names
+from models.infra.storage import Storage
 from worker.renderer import RenderBatch, Renderer, StopCheck
 
 log = logging.getLogger(__name__)

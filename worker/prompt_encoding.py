@@ -3,7 +3,7 @@
 What AUTOMATIC1111 does (``modules/sd_hijack_clip.py``, ``modules/sd_emphasis.py``),
 on diffusers' components:
 
-1. The prompt is parsed into ``(text, weight)`` runs (``models.prompt_syntax``).
+1. The prompt is parsed into ``(text, weight)`` runs (``models.domain.prompt_syntax``).
 2. Each run is tokenized without start/end tokens, and the tokens fill chunks of 75.
    ``BREAK`` closes the current chunk. When a chunk is full and the last comma is at
    most 20 tokens back (``comma_padding_backtrack``), the tokens after that comma
@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from models.prompt_syntax import is_break, parse_prompt_attention
+from models.domain.prompt_syntax import is_break, parse_prompt_attention
 
 if TYPE_CHECKING:
     import torch

@@ -9,10 +9,10 @@ import threading
 
 from sqlalchemy import Engine
 
-from models.db import make_engine, make_session_factory
-from models.logging_setup import adopt_library_logs
-from models.settings import Settings
-from models.storage import make_storage
+from models.db.session import make_engine, make_session_factory
+from models.infra.log_setup import adopt_library_logs
+from models.infra.settings import Settings
+from models.infra.storage import make_storage
 from worker.job_artifacts import JobArtifacts
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
 from worker.shard_runner import ShardListener, ShardRunner

@@ -19,7 +19,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from models.samplers import SAMPLERS, canonical_sampler
+from models.domain.samplers import SAMPLERS, canonical_sampler
 
 _DPMPP_2M = {"algorithm_type": "dpmsolver++", "solver_order": 2}
 _DPMPP_2M_SDE = {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}

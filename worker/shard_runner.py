@@ -15,11 +15,7 @@ from typing import Protocol
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.animagine import rating_of
-from models.infotext import RenderParameters, format_infotext
-from models.logging_setup import log_context
-from models.settings import Settings
-from models.shard_store import (
+from models.db.shards import (
     CellFailure,
     CellResult,
     ClaimedShard,
@@ -29,8 +25,12 @@ from models.shard_store import (
     finish_attempt,
     shard_cells,
 )
-from models.status import JobStatus
-from models.storage import Storage, image_key
+from models.domain.animagine import rating_of
+from models.domain.infotext import RenderParameters, format_infotext
+from models.domain.status import JobStatus
+from models.infra.log_setup import log_context
+from models.infra.settings import Settings
+from models.infra.storage import Storage, image_key
 from worker.heartbeat import Heartbeat
 from worker.hires import HiresParams
 from worker.output import OutputStage

@@ -21,16 +21,8 @@ from api.campaign_views import (
 from api.deps import DbSession, State, TenantId
 from api.errors import ApiError, validation_fields
 from api.routes.jobs import JsonBody
-from models.campaign_runs import RunResult, backfill, plan_backfill, trigger
-from models.campaign_spec import (
-    BackfillIn,
-    CampaignIn,
-    CampaignPatch,
-    TriggerIn,
+from models.db.campaigns import (
     campaign_input,
-    check_campaign,
-)
-from models.campaign_store import (
     create_campaign,
     get_campaign,
     list_campaigns,
@@ -38,8 +30,16 @@ from models.campaign_store import (
     lock_campaign,
     update_campaign,
 )
-from models.spec import FieldError, SpecError
-from models.tables import Campaign, utcnow
+from models.db.tables import Campaign, utcnow
+from models.domain.campaign_spec import (
+    BackfillIn,
+    CampaignIn,
+    CampaignPatch,
+    TriggerIn,
+    check_campaign,
+)
+from models.domain.spec import FieldError, SpecError
+from models.service.campaign_runs import RunResult, backfill, plan_backfill, trigger
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -77,7 +77,7 @@ def _publish(state: State, results: list[RunResult]) -> None:
 def create(
     body: CampaignIn, state: State, session: DbSession, tenant: TenantId, response: Response
 ) -> CampaignOut:
-    check_campaign(body, state.settings)
+    check_campaign(body, state.settings.limits)
     campaign = create_campaign(session, tenant_id=tenant, data=body, now=utcnow())
     session.commit()
     response.headers["Location"] = f"/v1/campaigns/{campaign.id}"
@@ -110,7 +110,7 @@ def patch(
         data = body.apply_to(campaign_input(campaign))
     except ValidationError as exc:
         raise SpecError(validation_fields([dict(e) for e in exc.errors()])) from None
-    check_campaign(data, state.settings)
+    check_campaign(data, state.settings.limits)
     update_campaign(campaign, data=data, given=set(body.model_fields_set), now=utcnow())
     session.commit()
     return campaign_out(campaign)

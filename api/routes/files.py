@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import State
 from api.errors import ApiError
-from models.storage import LocalStorage
+from models.infra.storage import LocalStorage
 
 router = APIRouter(tags=["files"])
 

@@ -14,9 +14,7 @@ from api.limits import check_quota
 from api.poll import load_polled_job
 from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
 from api.views import image_out, job_etag, job_out
-from models.axes import estimate_gpu_seconds
-from models.grid import expand, resolve
-from models.job_store import (
+from models.db.jobs import (
     CreatedJob,
     IdempotencyConflict,
     NewJob,
@@ -26,8 +24,10 @@ from models.job_store import (
     list_jobs,
     retry_failed,
 )
-from models.spec import FieldError, JobSpec, SpecError, check_limits
-from models.status import JobStatus
+from models.domain.axes import estimate_gpu_seconds
+from models.domain.grid import expand, resolve
+from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.status import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -113,7 +113,7 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
     dry_run: bool = False,
 ) -> JobOut | DryRunOut:
-    check_limits(spec, state.settings)
+    check_limits(spec, state.settings.limits)
     check_quota(session, state.settings, tenant=tenant, cells=spec.cell_count())
     if dry_run:  # validated and counted; nothing is stored or published
         response.status_code = 200
@@ -147,7 +147,7 @@ def create_jobs_bulk(
     errors: list[FieldError] = []
     for i, spec in enumerate(body.jobs):
         try:
-            check_limits(spec, state.settings, prefix=f"jobs.{i}.")
+            check_limits(spec, state.settings.limits, prefix=f"jobs.{i}.")
         except SpecError as exc:
             errors.extend(exc.errors)
     total = sum(spec.cell_count() for spec in body.jobs)

@@ -21,13 +21,14 @@ from pydantic import ValidationError
 from api.deps import DbSession, State, get_tenant_job
 from api.errors import ApiError, validation_fields
 from api.views import image_out, job_out
-from models.buckets import BUCKETS
-from models.job_store import NewJob, create_jobs, list_items, list_jobs
-from models.key_store import tenant_for_key
-from models.samplers import SAMPLERS
-from models.spec import FieldError, JobSpec, SpecError, check_limits
-from models.status import TERMINAL_JOB_STATUSES, JobStatus
-from models.storage import (
+from models.db.jobs import NewJob, create_jobs, list_items, list_jobs
+from models.db.keys import tenant_for_key
+from models.db.tables import Job
+from models.domain.buckets import BUCKETS
+from models.domain.samplers import SAMPLERS
+from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.status import TERMINAL_JOB_STATUSES, JobStatus
+from models.infra.storage import (
     GALLERY_NAME,
     MANIFEST_NAME,
     LocalStorage,
@@ -35,7 +36,6 @@ from models.storage import (
     sheet_name,
     thumb_name,
 )
-from models.tables import Job
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -177,7 +177,7 @@ def submit(
     spec = spec_from_form(form)
     try:
         parsed = JobSpec.model_validate(spec)
-        check_limits(parsed, state.settings)
+        check_limits(parsed, state.settings.limits)
     except ValidationError as exc:
         errors = validation_fields([dict(e) for e in exc.errors()])
         return _submit_form(request, state, form, errors, 422)

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from api.campaign_views import DeliveryPage, WebhookSecretOut, delivery_out
 from api.deps import DbSession, TenantId, TenantJob
 from api.errors import ApiError
-from models.job_store import decode_cursor, encode_cursor
-from models.spec import FieldError
-from models.tables import WebhookSecret
-from models.webhooks import SIGNATURE_HEADER, list_deliveries, rotate_secret, tenant_secret
+from models.db.jobs import decode_cursor, encode_cursor
+from models.db.tables import WebhookSecret
+from models.db.webhooks import SIGNATURE_HEADER, list_deliveries, rotate_secret, tenant_secret
+from models.domain.spec import FieldError
 
 router = APIRouter(tags=["webhooks"])
 

@@ -3,8 +3,8 @@
 A claim was ~11-20 statements from Python (priority, loose index scans over tenants
 and jobs, least-served comparisons, the job lock, three UPDATEs), each a round trip
 while the GPU waited; recording a shard was five more, each ~1 ms of SQLAlchemy CPU on
-the worker. These functions run the same steps (models/fair_share.py and
-models/shard_store.py, which remain the reference and SQLite's path) inside Postgres.
+the worker. These functions run the same steps (models/db/fair_share.py and
+models/db/shards.py, which remain the reference and SQLite's path) inside Postgres.
 
 Revision ID: 0007
 Revises: 0006
@@ -22,7 +22,7 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Mirrors models.fair_share.next_shard_id + models.shard_store._claim, step by step;
+# Mirrors models.db.fair_share.next_shard_id + models.db.shards._claim, step by step;
 # tests/unit/test_claim_function.py checks both make the same choices.
 CLAIM_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION farm_claim_shard(
@@ -156,7 +156,7 @@ END
 $fn$;
 """
 
-# Mirrors models.shard_store.finish_attempt_stepwise up to the job's counters; the
+# Mirrors models.db.shards.finish_attempt_stepwise up to the job's counters; the
 # caller settles a finished job (status, webhook) in the same transaction.
 FINISH_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION farm_finish_shard(

@@ -19,7 +19,7 @@ from typing import Any
 import typer.main
 
 from farm.cli import app
-from models.settings import Settings
+from models.infra.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

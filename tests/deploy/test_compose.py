@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from models.settings import DEFAULT_MODELS
+from models.infra.settings import DEFAULT_MODELS
 from tests.deploy.surface import (
     API_PORT,
     BUILT_IMAGES,

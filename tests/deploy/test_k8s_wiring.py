@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from models.queue import queue_name
+from models.infra.queue import queue_name
 from tests.deploy.k8s import (
     BASE,
     EXTERNAL_SECRET,

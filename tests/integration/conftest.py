@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.client import FarmClient
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.settings import Settings, normalize_database_url
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.settings import Settings, normalize_database_url
 from tests.conftest import TEST_MODELS
 from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
 

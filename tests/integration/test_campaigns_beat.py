@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.settings import normalize_database_url
-from models.tables import Campaign, CampaignRun
-from models.webhooks import verify
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.db.tables import Campaign, CampaignRun
+from models.db.webhooks import verify
+from models.infra.settings import normalize_database_url
 from tests.conftest import TEST_MODELS
 from tests.integration.conftest import farm_env
 from tests.services import FarmProcess, S3Server, free_port, wait_http_ok

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from models.infotext import parse_infotext
+from models.domain.infotext import parse_infotext
 
 
 def test_farm_demo_renders_the_sample_grid_with_sheets_gallery_and_manifest(

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 
 from farm.stack import build_app, free_port, migrate, serve_in_thread
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.settings import Settings
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.settings import Settings
 
 SPEC = {"prompts": ["1girl"], "buckets": ["1:1"], "seeds": [1, 2]}
 

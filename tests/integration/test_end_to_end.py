@@ -12,9 +12,9 @@ import httpx
 import redis
 from PIL import Image
 
-from models.infotext import parse_infotext
-from models.queue import CeleryPublisher, make_celery, queue_name
-from models.tables import Item, Shard
+from models.db.tables import Item, Shard
+from models.domain.infotext import parse_infotext
+from models.infra.queue import CeleryPublisher, make_celery, queue_name
 from tests.integration.conftest import Farm
 
 GRID = {

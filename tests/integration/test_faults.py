@@ -21,7 +21,7 @@ import redis
 from sqlalchemy import func, select
 
 from farm.client import FarmClient
-from models.tables import Item, Shard
+from models.db.tables import Item, Shard
 from tests.conftest import TEST_MODELS
 from tests.fault_proxy import FaultProxy
 from tests.integration.conftest import Farm, running_farm

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key
-from models.settings import normalize_database_url
+from models.db.keys import create_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.settings import normalize_database_url
 from tests.integration.conftest import farm_env
 from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from api.metrics import CACHE_S, read_snapshot
-from models.status import CellStatus, ShardStatus
-from models.tables import Item, Shard
+from models.db.tables import Item, Shard
+from models.domain.status import CellStatus, ShardStatus
 from tests.conftest import TEST_MODELS
 from tests.integration.conftest import Farm, running_farm
 from tests.services import FarmProcess, S3Server, free_port

@@ -20,11 +20,11 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from models.infotext import parse_infotext
-from models.key_store import create_api_key
-from models.queue import LocalPublisher
-from models.settings import Settings
-from models.storage import make_storage
+from models.db.keys import create_api_key
+from models.domain.infotext import parse_infotext
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
+from models.infra.storage import make_storage
 from worker.renderer import DiffusersRenderer
 from worker.shard_runner import Outcome, ShardRunner
 from worker.tiny_sdxl import build_tiny_sdxl

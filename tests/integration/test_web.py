@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.key_store import create_api_key
+from models.db.keys import create_api_key
 from tests.conftest import ApiClient
 
 SPEC = {"prompts": ["1girl"], "buckets": ["1:1"], "seeds": [1]}

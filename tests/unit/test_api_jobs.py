@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.key_store import create_api_key
-from models.tables import Item, Shard
+from models.db.keys import create_api_key
+from models.db.tables import Item, Shard
 from tests.conftest import ApiClient
 
 SPEC = {"prompts": ["1girl", "1boy"], "buckets": ["1:1", "13:19", "19:13"], "seeds": [1, 2]}

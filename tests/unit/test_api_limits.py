@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from models.key_store import create_api_key
-from models.queue import LocalPublisher
-from models.settings import Settings
+from models.db.keys import create_api_key
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
 
 SPEC = {"prompts": ["1girl"], "seeds": [1, 2, 3, 4]}
 

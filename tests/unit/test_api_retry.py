@@ -7,14 +7,14 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.shard_store import (
+from models.db.shards import (
     CellFailure,
     CellResult,
     claim_next_shard,
     finish_attempt,
     shard_cells,
 )
-from models.tables import Item, Shard
+from models.db.tables import Item, Shard
 from tests.conftest import ApiClient
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import Job
+from models.db.tables import Job
 from tests.conftest import ApiClient
 
 GOOD: dict[str, Any] = {"prompts": ["1girl, solo"], "buckets": ["1024x1024"], "seeds": [1]}

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS, image_seconds
-from models.grid import Cell, expand, plan_shards, resolve
-from models.settings import Settings
-from models.spec import JobSpec, SpecError, check_limits
-from models.tables import Item
+from models.db.tables import Item
+from models.domain.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS, image_seconds
+from models.domain.grid import Cell, expand, plan_shards, resolve
+from models.domain.spec import JobSpec, SpecError, check_limits
+from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
 FULL: dict[str, Any] = {
@@ -165,7 +165,7 @@ def test_axis_errors_name_the_entry(
 def test_limits_count_the_full_product() -> None:
     settings = Settings(max_grid_cells=100, max_steps=50)
     ok = JobSpec.model_validate({"prompts": ["a"], "seeds": {"start": 0, "count": 25}})
-    check_limits(ok, settings)
+    check_limits(ok, settings.limits)
     too_many = JobSpec.model_validate(
         {
             "prompts": ["a"],
@@ -175,12 +175,12 @@ def test_limits_count_the_full_product() -> None:
         }
     )
     with pytest.raises(SpecError) as caught:
-        check_limits(too_many, settings)
+        check_limits(too_many, settings.limits)
     assert [e.field for e in caught.value.errors] == ["prompts"]
     assert "the grid has 104 cells; the limit is 100" in str(caught.value)
     steps = JobSpec.model_validate({"prompts": ["a"], "steps": [10, 60], "hires": {"steps": 51}})
     with pytest.raises(SpecError) as caught:
-        check_limits(steps, settings)
+        check_limits(steps, settings.limits)
     assert [e.field for e in caught.value.errors] == ["steps.1", "hires.steps"]
 
 

@@ -13,10 +13,10 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from models.key_store import create_api_key, tenant_for_key
-from models.queue import LocalPublisher
-from models.settings import Settings
-from models.tables import Campaign, WebhookDelivery
+from models.db.keys import create_api_key, tenant_for_key
+from models.db.tables import Campaign, WebhookDelivery
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
 MODEL = "campaign-test"  # no worker serves it: nothing here is ever rendered

@@ -1,6 +1,6 @@
 """Materialising campaign ticks through the store on real Postgres, with a frozen clock.
 
-``farm.beat.tick(now=...)`` is the scheduler's whole pass; nothing here sleeps.
+``beat.scheduler.tick(now=...)`` is the scheduler's whole pass; nothing here sleeps.
 """
 
 from __future__ import annotations
@@ -17,21 +17,22 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.beat import tick
-from models.campaign_runs import RunResult, backfill, plan_backfill, record_tick, trigger
-from models.campaign_spec import CampaignIn, CampaignPatch, campaign_input
-from models.campaign_store import (
+from beat.scheduler import tick
+from models.db.campaigns import (
     RunOrigin,
+    campaign_input,
     create_campaign,
     lock_campaign,
     run_status,
     update_campaign,
 )
-from models.key_store import ensure_tenant
-from models.queue import LocalPublisher
-from models.seed_policy import date_seed
-from models.settings import Settings
-from models.tables import Campaign, CampaignRun, Job
+from models.db.keys import ensure_tenant
+from models.db.tables import Campaign, CampaignRun, Job
+from models.domain.campaign_spec import CampaignIn, CampaignPatch
+from models.domain.seed_policy import date_seed
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
+from models.service.campaign_runs import RunResult, backfill, plan_backfill, record_tick, trigger
 
 MODEL = "campaign-test"  # no worker serves it: nothing here is ever rendered
 T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)

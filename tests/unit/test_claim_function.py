@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.shard_store import (
+from models.db.shards import (
     CellFailure,
     CellResult,
     ClaimedShard,
@@ -20,8 +20,8 @@ from models.shard_store import (
     finish_attempt,
     finish_attempt_stepwise,
 )
-from models.status import JobStatus
-from models.tables import Item, Job, Shard, utcnow
+from models.db.tables import Item, Job, Shard, utcnow
+from models.domain.status import JobStatus
 from tests.unit.test_shard_store import make_job, new_model
 
 Claim = Callable[..., ClaimedShard | None]

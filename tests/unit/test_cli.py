@@ -24,8 +24,8 @@ from typer.testing import CliRunner, Result
 from farm.cli import app
 from farm.client import FarmApiError, FarmClient
 from farm.stack import build_app, serve_in_thread
-from models.key_store import create_api_key
-from models.settings import Settings, get_settings
+from models.db.keys import create_api_key
+from models.infra.settings import Settings, get_settings
 from tests.services import free_port
 
 GRID = "name: cli grid\nprompts: ['1girl, solo']\nbuckets: ['1:1', '13:19']\nseeds: [1, 2]\n"

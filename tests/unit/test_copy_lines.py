@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from models.grid import expand, plan_shards, resolve
-from models.job_store import _ITEM_COLUMNS, _item_lines, _item_rows
-from models.spec import JobSpec
+from models.db.jobs import _ITEM_COLUMNS, _item_lines, _item_rows
+from models.domain.grid import expand, plan_shards, resolve
+from models.domain.spec import JobSpec
 
 _UNESCAPE = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS
-from models.tables import Item, Job, Shard
+from models.db.tables import Item, Job, Shard
+from models.domain.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS
 from tests.conftest import ApiClient
 
 GRID: dict[str, Any] = {

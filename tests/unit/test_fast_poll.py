@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.fast_poll import POLL_APPLICATION_NAME
 from api.main import create_app
-from models.db import make_engine, make_session_factory
-from models.key_store import create_api_key, revoke_api_key
-from models.migrate import upgrade
-from models.queue import LocalPublisher
-from models.settings import Settings
+from migrations.apply import upgrade
+from models.db.keys import create_api_key, revoke_api_key
+from models.db.session import make_engine, make_session_factory
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
 SPEC = {

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.animagine import DEFAULT_NEGATIVE_PROMPT, QUALITY_TAGS
-from models.buckets import BUCKETS, parse_bucket
-from models.grid import expand, plan_shards, resolve
-from models.spec import JobSpec
+from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT, QUALITY_TAGS
+from models.domain.buckets import BUCKETS, parse_bucket
+from models.domain.grid import expand, plan_shards, resolve
+from models.domain.spec import JobSpec
 
 
 def test_the_card_has_nine_buckets_all_multiples_of_64() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from diffusers import StableDiffusionXLPipeline
 
-from models.infotext import RenderParameters, format_infotext, parse_infotext
+from models.domain.infotext import RenderParameters, format_infotext, parse_infotext
 from worker.hires import HiresParams, hires_size, img2img_schedule
 from worker.renderer import DiffusersRenderer, RenderBatch, SimulatedRenderer
 from worker.tiny_sdxl import build_tiny_sdxl

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.animagine import DEFAULT_NEGATIVE_PROMPT
-from models.infotext import RenderParameters, format_infotext, parse_infotext
+from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
+from models.domain.infotext import RenderParameters, format_infotext, parse_infotext
 
 
 def test_a1111_layout() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import Item, Job, Shard, Tenant
+from models.db.tables import Item, Job, Shard, Tenant
 from tests.unit.test_shard_store import make_job, new_model
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from models.logging_setup import (
+from models.infra.log_setup import (
     HANDLER_NAME,
     ContextFilter,
     TextFormatter,
@@ -22,7 +22,7 @@ from models.logging_setup import (
     log_context,
     setup_logging,
 )
-from models.settings import Settings
+from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
 

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.settings import Settings
-from models.shard_store import ClaimedShard
-from models.status import JobStatus
-from models.storage import GALLERY_NAME, MANIFEST_NAME, Storage, job_folder, make_storage
-from models.tables import Job
+from models.db.shards import ClaimedShard
+from models.db.tables import Job
+from models.domain.status import JobStatus
+from models.infra.settings import Settings
+from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage, job_folder, make_storage
 from tests.conftest import ApiClient
 from worker.contact_sheet import plan_layout, scale_to_height
 from worker.job_artifacts import JobArtifacts

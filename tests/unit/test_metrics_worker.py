@@ -14,12 +14,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.job_store import NewJob, create_jobs
-from models.key_store import ensure_tenant
-from models.logging_setup import ContextFilter, json_formatter
-from models.settings import Settings
-from models.spec import JobSpec
-from models.tables import Job
+from models.db.jobs import NewJob, create_jobs
+from models.db.keys import ensure_tenant
+from models.db.tables import Job
+from models.domain.spec import JobSpec
+from models.infra.log_setup import ContextFilter, json_formatter
+from models.infra.settings import Settings
 from tests.services import free_port
 from worker.metrics import GpuMemoryCollector, gpu_memory_allocated, serve_metrics
 from worker.runtime import build_runner, close_runner

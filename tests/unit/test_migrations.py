@@ -8,10 +8,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from models.db import make_engine
-from models.migrate import upgrade
-from models.settings import normalize_database_url
-from models.tables import Base
+from migrations.apply import upgrade
+from models.db.session import make_engine
+from models.db.tables import Base
+from models.infra.settings import normalize_database_url
 
 
 def _diff(url: str) -> list[object]:
@@ -51,7 +51,7 @@ def test_the_migrations_have_one_head() -> None:
     """Feature branches are merged: the next migration has exactly one parent to revise."""
     from alembic.script import ScriptDirectory
 
-    from models.migrate import alembic_config
+    from migrations.apply import alembic_config
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     assert len(heads) == 1

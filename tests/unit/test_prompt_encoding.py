@@ -14,7 +14,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
 
-from models.prompt_syntax import parse_prompt_attention
+from models.domain.prompt_syntax import parse_prompt_attention
 from worker.prompt_encoding import (
     CHUNK_LENGTH,
     PromptChunk,

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from models.prompt_syntax import (
+from models.domain.prompt_syntax import (
     BREAK_WEIGHT,
     SQUARE_BRACKET_MULTIPLIER,
     PromptSyntaxError,

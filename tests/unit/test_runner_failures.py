@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import Job, Shard
+from models.db.tables import Job, Shard
 from tests.conftest import ApiClient
 from worker.runtime import build_runner, close_runner
 from worker.shard_runner import Outcome

@@ -1,4 +1,4 @@
-"""The lean S3 PUT (models/s3_put.py) against moto's S3 server, and its retries against
+"""The lean S3 PUT (models/infra/s3_put.py) against moto's S3 server, and its retries against
 an HTTP endpoint that fails on purpose."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from botocore.credentials import Credentials
 
-from models.s3_put import S3PutError, SignedPut, object_url
-from models.storage import S3Storage
+from models.infra.s3_put import S3PutError, SignedPut, object_url
+from models.infra.storage import S3Storage
 from tests.services import S3Server
 
 

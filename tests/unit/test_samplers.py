@@ -13,7 +13,7 @@ from diffusers import (
     StableDiffusionXLPipeline,
 )
 
-from models.samplers import DEFAULT_SAMPLER, SAMPLERS, a1111_name, canonical_sampler
+from models.domain.samplers import DEFAULT_SAMPLER, SAMPLERS, a1111_name, canonical_sampler
 from worker.samplers import make_scheduler
 from worker.tiny_sdxl import build_tiny_sdxl
 

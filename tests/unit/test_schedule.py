@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models.schedule import (
+from models.domain.schedule import (
     DEFAULT_MAX_BACKFILL,
     OverlapPolicy,
     ScheduleState,

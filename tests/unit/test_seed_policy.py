@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models.seed_policy import SeedPolicy, date_seed, run_seeds
-from models.spec import MAX_SEED
+from models.domain.seed_policy import SeedPolicy, date_seed, run_seeds
+from models.domain.spec import MAX_SEED
 
 NY = ZoneInfo("America/New_York")
 TOKYO = ZoneInfo("Asia/Tokyo")

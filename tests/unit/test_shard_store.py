@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.job_store import NewJob, create_jobs, get_job
-from models.key_store import ensure_tenant
-from models.shard_store import (
+from models.db.jobs import NewJob, create_jobs, get_job
+from models.db.keys import ensure_tenant
+from models.db.shards import (
     CellFailure,
     CellResult,
     ClaimedShard,
@@ -18,8 +18,8 @@ from models.shard_store import (
     finish_attempt,
     shard_cells,
 )
-from models.spec import JobSpec
-from models.tables import Item, Job, utcnow
+from models.db.tables import Item, Job, utcnow
+from models.domain.spec import JobSpec
 
 
 def new_model() -> str:

@@ -8,11 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 from api.errors import validation_fields
-from models.animagine import QUALITY_TAGS, rating_of
-from models.grid import expand, resolve
-from models.prompt_syntax import parse_prompt_attention
-from models.spec import JobSpec
-from models.tags import PromptTags, compose, literal_name
+from models.domain.animagine import QUALITY_TAGS, rating_of
+from models.domain.grid import expand, resolve
+from models.domain.prompt_syntax import parse_prompt_attention
+from models.domain.spec import JobSpec
+from models.domain.tags import PromptTags, compose, literal_name
 from tests.conftest import ApiClient
 
 ASUKA: dict[str, Any] = {

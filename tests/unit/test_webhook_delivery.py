@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.webhook_sender import Deliverer
-from models.key_store import tenant_for_key
-from models.settings import Settings
-from models.tables import WebhookDelivery, WebhookSecret, utcnow
-from models.webhook_urls import is_public
-from models.webhooks import verify
+from beat.webhook_sender import Deliverer
+from models.db.keys import tenant_for_key
+from models.db.tables import WebhookDelivery, WebhookSecret, utcnow
+from models.db.webhooks import verify
+from models.domain.webhook_urls import is_public
+from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
 MODEL = "campaign-test"  # no worker serves it: jobs here end by cancellation

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from farm.webhook_sender import HttpResult, backoff_s, classify
-from models.settings import Settings
-from models.webhook_urls import check_url_syntax, private_url_reason
-from models.webhooks import AttemptOutcome, sign, verify
+from beat.webhook_sender import HttpResult, backoff_s, classify
+from models.db.webhooks import AttemptOutcome, sign, verify
+from models.domain.webhook_urls import check_url_syntax, private_url_reason
+from models.infra.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "CAMPAIGNS.md"
 

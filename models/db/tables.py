@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from models.status import CellStatus, JobStatus, ShardStatus
+from models.domain.status import CellStatus, JobStatus, ShardStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -188,7 +188,7 @@ class Shard(Base):
 
 
 class Campaign(Base):
-    """A grid spec re-submitted on a cron schedule (see models/schedule.py for the rules)."""
+    """A grid spec re-submitted on a cron schedule (see models/domain/schedule.py for the rules)."""
 
     __tablename__ = "campaigns"
     __table_args__ = (

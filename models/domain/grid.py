@@ -1,7 +1,7 @@
 """Grid expansion: a validated spec becomes ordered cells, and cells become shards.
 
 Cell indices are stable: prompt-major, then bucket, then seed, then the extra
-axes (prompt_replace, sampler, steps, guidance_scale; see ``models.axes``). A
+axes (prompt_replace, sampler, steps, guidance_scale; see ``models.domain.axes``). A
 shard is a run of cells that share every render setting but prompt and seed, so
 that one pipeline call renders it.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
-from models.animagine import DEFAULT_NEGATIVE_PROMPT
-from models.axes import as_list, replace_variants
-from models.buckets import parse_bucket
-from models.spec import MAX_SEED, RANDOM_SEED, JobSpec
-from models.tags import compose
+from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
+from models.domain.axes import as_list, replace_variants
+from models.domain.buckets import parse_bucket
+from models.domain.spec import MAX_SEED, RANDOM_SEED, JobSpec
+from models.domain.tags import compose
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def resolve(spec: JobSpec, *, default_model: str) -> ResolvedGrid:
 
 
 def expand(grid: ResolvedGrid) -> list[Cell]:
-    """Every cell of the grid, in index order (``models.axes.AXIS_ORDER``)."""
+    """Every cell of the grid, in index order (``models.domain.axes.AXIS_ORDER``)."""
     replacements: list[str | None] = list(grid.prompt_replace) or [None]
     hires = grid.hires or {}
     buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell

@@ -27,7 +27,14 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.tables import CampaignRun, Job, WebhookAttempt, WebhookDelivery, WebhookSecret, utcnow
+from models.db.tables import (
+    CampaignRun,
+    Job,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSecret,
+    utcnow,
+)
 
 JOB_COMPLETED = "job.completed"
 SIGNATURE_HEADER = "Farm-Signature"

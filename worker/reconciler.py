@@ -25,10 +25,10 @@ from datetime import datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.periodic import Periodic
-from models.queue import Publisher
-from models.status import ShardStatus
-from models.tables import Shard, utcnow
+from models.db.tables import Shard, utcnow
+from models.domain.status import ShardStatus
+from models.infra.periodic import Periodic
+from models.infra.queue import Publisher
 
 log = logging.getLogger(__name__)
 _LOCK_BASE = 0x4641524D << 32  # "FARM" in the high bits: our advisory locks

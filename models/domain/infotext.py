@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from models.samplers import a1111_name, canonical_sampler
+from models.domain.samplers import a1111_name, canonical_sampler
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from models.schedule import validate_timezone
-from models.spec import MAX_SEED
+from models.domain.schedule import validate_timezone
+from models.domain.spec import MAX_SEED
 
 __all__ = ["SeedPolicy", "date_seed", "run_seeds"]
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from models.campaign_spec import CampaignIn
-from models.job_store import decode_cursor, encode_cursor
-from models.schedule import OverlapPolicy, ScheduleState, plan_tick
-from models.status import JobStatus
-from models.tables import Campaign, CampaignRun, Job
+from models.db.jobs import decode_cursor, encode_cursor
+from models.db.tables import Campaign, CampaignRun, Job
+from models.domain.campaign_spec import CampaignIn
+from models.domain.schedule import OverlapPolicy, ScheduleState, plan_tick
+from models.domain.status import JobStatus
 
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -224,3 +225,24 @@ def run_status(run: CampaignRun, job: Job | None) -> str:
     if run.status == RunStatus.STARTED and job is not None:
         return job.status
     return run.status
+
+
+def campaign_input(row: Campaign) -> dict[str, Any]:
+    """A stored campaign as the input it came from (the base a PATCH applies to)."""
+    end_at: datetime | None = row.end_at
+    return {
+        "name": row.name,
+        "schedule": row.schedule,
+        "timezone": row.timezone,
+        "spec": row.spec,
+        "enabled": row.enabled,
+        "seed_policy": row.seed_policy,
+        "max_images_per_run": row.max_images_per_run,
+        "end_at": end_at.isoformat() if end_at is not None else None,
+        "overlap": row.overlap,
+        "catchup_window_s": row.catchup_window_s,
+        "coalesce": row.coalesce,
+        "pause_on_failure": row.pause_on_failure,
+        "jitter_s": row.jitter_s,
+        "webhook_url": row.webhook_url,
+    }

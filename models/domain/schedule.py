@@ -103,7 +103,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from models.status import TERMINAL_JOB_STATUSES, JobStatus
+from models.domain.status import TERMINAL_JOB_STATUSES, JobStatus
 
 __all__ = [
     "DEFAULT_CATCHUP_WINDOW",

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.campaign_store import (
+from models.db.campaigns import (
     ACTIVE_JOB_STATUSES,
     RunOrigin,
     RunStatus,
@@ -26,8 +26,9 @@ from models.campaign_store import (
     compute_next_fire,
     schedule_state,
 )
-from models.job_store import NewJob, cancel_job, create_jobs
-from models.schedule import (
+from models.db.jobs import NewJob, cancel_job, create_jobs
+from models.db.tables import Campaign, CampaignRun, Job
+from models.domain.schedule import (
     OverlapPolicy,
     TickActionKind,
     backfill_ticks,
@@ -35,11 +36,10 @@ from models.schedule import (
     plan_tick,
     should_pause,
 )
-from models.seed_policy import run_seeds
-from models.settings import Settings
-from models.spec import FieldError, JobSpec, SpecError, check_limits
-from models.status import JobStatus
-from models.tables import Campaign, CampaignRun, Job
+from models.domain.seed_policy import run_seeds
+from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.status import JobStatus
+from models.infra.settings import Settings
 
 MAX_LABELS = 50
 _SKIP_REASONS: dict[str, str] = {
@@ -92,7 +92,7 @@ def _refusal(campaign: Campaign, spec: JobSpec, settings: Settings) -> str | Non
     if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
         return f"the grid has {cells} images; max_images_per_run is {campaign.max_images_per_run}"
     try:
-        check_limits(spec, settings)
+        check_limits(spec, settings.limits)
     except SpecError as exc:
         return str(exc)
     return None

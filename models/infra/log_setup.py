@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TextIO
 
-from models.settings import Settings
+from models.infra.settings import Settings
 
 HANDLER_NAME = "farm"
 _EMPTY: Mapping[str, object] = MappingProxyType({})

@@ -16,7 +16,7 @@ from typing import Protocol
 import redis
 from celery import Celery
 
-from models.settings import Settings
+from models.infra.settings import Settings
 
 RENDER_TASK = "farm.render_shard"
 

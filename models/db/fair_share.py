@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from models.status import ShardStatus
-from models.tables import Job, Shard, Tenant
+from models.db.tables import Job, Shard, Tenant
+from models.domain.status import ShardStatus
 
 MAX_CANDIDATES = 100  # tenants (or jobs of one tenant) compared per claim
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

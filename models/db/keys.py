@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models.tables import ApiKey, Tenant, utcnow
+from models.db.tables import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "farm_"
 

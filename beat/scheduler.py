@@ -11,7 +11,7 @@ firing twice whatever happens. A pass (``tick``):
    (jobs, buffered runs, skips) and moves its watermark on.
 
 Shard ids are published after each commit. Webhook deliveries run beside the
-scheduler on their own thread (``farm.webhook_sender.Deliverer``).
+scheduler on their own thread (``beat.webhook_sender.Deliverer``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.webhook_sender import Deliverer
-from models.campaign_runs import RunResult, fire_due, settle
-from models.campaign_store import ACTIVE_JOB_STATUSES, RunStatus
-from models.queue import Publisher
-from models.settings import Settings
-from models.tables import Campaign, CampaignRun, Job, utcnow
+from beat.webhook_sender import Deliverer
+from models.db.campaigns import ACTIVE_JOB_STATUSES, RunStatus
+from models.db.tables import Campaign, CampaignRun, Job, utcnow
+from models.infra.queue import Publisher
+from models.infra.settings import Settings
+from models.service.campaign_runs import RunResult, fire_due, settle
 
-log = logging.getLogger("farm.beat")
+log = logging.getLogger("beat.scheduler")
 
 MIN_SLEEP_S = 0.05
 Work = Callable[[Session, Campaign], list[RunResult]]
@@ -207,8 +207,8 @@ class BeatThreads:
 
 def run_beat(settings: Settings) -> None:
     """``farm beat``: the scheduler and webhook deliveries on threads until SIGTERM/SIGINT."""
-    from models.db import make_engine, make_session_factory
-    from models.queue import CeleryPublisher, make_celery
+    from models.db.session import make_engine, make_session_factory
+    from models.infra.queue import CeleryPublisher, make_celery
 
     # stderr: line-buffered even into a pipe, so supervisors (and tests) see lines at once.
     logging.basicConfig(

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Final, Protocol, TypeVar
 
 from pydantic import AfterValidator, Discriminator, Field, StrictFloat, StrictInt, StrictStr, Tag
 
-from models.samplers import canonical_sampler
-from models.text import check_text
+from models.domain.samplers import canonical_sampler
+from models.domain.text import check_text
 
 AXIS_ORDER: Final = (
     "prompts",
@@ -120,7 +120,7 @@ _REFERENCE_TFLOP: Final = REFERENCE_STEPS * UNET_TFLOP_PER_STEP + VAE_DECODE_TFL
 
 
 class CellCost(Protocol):
-    """What the estimate reads of a cell (``models.grid.Cell`` has it)."""
+    """What the estimate reads of a cell (``models.domain.grid.Cell`` has it)."""
 
     @property
     def bucket(self) -> str: ...

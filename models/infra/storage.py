@@ -15,8 +15,8 @@ import boto3.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from models.s3_put import SignedPut
-from models.settings import Settings
+from models.infra.s3_put import SignedPut
+from models.infra.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -68,7 +68,7 @@ class S3Storage:
         session = boto3.session.Session()
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         credentials = session.get_credentials()
-        # PUTs (two per rendered image) skip the client stack: models/s3_put.py.
+        # PUTs (two per rendered image) skip the client stack: models/infra/s3_put.py.
         self.signed_put = (
             None
             if credentials is None

@@ -24,9 +24,9 @@ from pydantic import (
     Tag,
 )
 
-from models.animagine import QUALITY_TAGS, RATING_TAGS
-from models.prompt_syntax import escape_attention
-from models.text import Text, check_text
+from models.domain.animagine import QUALITY_TAGS, RATING_TAGS
+from models.domain.prompt_syntax import escape_attention
+from models.domain.text import Text, check_text
 
 QualityPreset = Literal["none", "standard", "light"]
 QualityPosition = Literal["prepend", "append"]

@@ -23,8 +23,8 @@ from pydantic import (
     field_validator,
 )
 
-from models.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_STEPS
-from models.axes import (
+from models.domain.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_STEPS
+from models.domain.axes import (
     AXIS_ORDER,
     GuidanceAxis,
     PromptReplaceAxis,
@@ -32,11 +32,11 @@ from models.axes import (
     StepsAxis,
     as_list,
 )
-from models.buckets import DEFAULT_BUCKET, parse_bucket
-from models.samplers import DEFAULT_SAMPLER
-from models.settings import Settings
-from models.status import Priority
-from models.tags import (
+from models.domain.buckets import DEFAULT_BUCKET, parse_bucket
+from models.domain.limits import Limits
+from models.domain.samplers import DEFAULT_SAMPLER
+from models.domain.status import Priority
+from models.domain.tags import (
     PromptEntry,
     PromptTags,
     PromptText,
@@ -45,8 +45,8 @@ from models.tags import (
     compose,
     entry_is_blank,
 )
-from models.text import Text
-from models.webhook_urls import check_url_syntax, private_url_reason
+from models.domain.text import Text
+from models.domain.webhook_urls import check_url_syntax, private_url_reason
 
 MAX_SEED = 2**32 - 1
 RANDOM_SEED = -1  # resolved to a concrete random seed at submission
@@ -87,7 +87,7 @@ class JobSpec(BaseModel):
     """A prompt grid: every combination of its axes is one image (a *cell*).
 
     Axes, outermost first: prompts, buckets, seeds, prompt_replace, sampler, steps,
-    guidance_scale (see ``models.axes``).
+    guidance_scale (see ``models.domain.axes``).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -170,7 +170,7 @@ class JobSpec(BaseModel):
         return list(self.prompt_replace or [])
 
     def axis_sizes(self) -> dict[str, int]:
-        """How many values each axis has, outermost first (``models.axes.AXIS_ORDER``)."""
+        """How many values each axis has, outermost first (``models.domain.axes.AXIS_ORDER``)."""
         seeds = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
         sizes = {
             "prompts": len(self.prompts),
@@ -201,47 +201,47 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
 
 
-def check_limits(spec: JobSpec, settings: Settings, *, prefix: str = "") -> None:
+def check_limits(spec: JobSpec, limits: Limits, *, prefix: str = "") -> None:
     """Raise ``SpecError`` naming each field that exceeds the operator's limits."""
     errors: list[FieldError] = []
 
     def add(field: str, reason: str) -> None:
         errors.append(FieldError(prefix + field, reason))
 
-    if len(spec.prompts) > settings.max_prompts:
-        add("prompts", f"{len(spec.prompts)} prompts; the limit is {settings.max_prompts}")
+    if len(spec.prompts) > limits.max_prompts:
+        add("prompts", f"{len(spec.prompts)} prompts; the limit is {limits.max_prompts}")
     for i, entry in enumerate(spec.prompts):
         prompt = entry if isinstance(entry, str) else entry.compose()
-        if len(prompt) > settings.max_prompt_chars:
+        if len(prompt) > limits.max_prompt_chars:
             add(
                 f"prompts.{i}",
-                f"{len(prompt)} characters; the limit is {settings.max_prompt_chars}",
+                f"{len(prompt)} characters; the limit is {limits.max_prompt_chars}",
             )
-    if spec.negative_prompt and len(spec.negative_prompt) > settings.max_prompt_chars:
-        add("negative_prompt", f"longer than {settings.max_prompt_chars} characters")
+    if spec.negative_prompt and len(spec.negative_prompt) > limits.max_prompt_chars:
+        add("negative_prompt", f"longer than {limits.max_prompt_chars} characters")
     seed_count = spec.seeds.count if isinstance(spec.seeds, SeedRange) else len(spec.seeds)
-    if seed_count > settings.max_seeds:
-        add("seeds", f"{seed_count} seeds; the limit is {settings.max_seeds}")
+    if seed_count > limits.max_seeds:
+        add("seeds", f"{seed_count} seeds; the limit is {limits.max_seeds}")
     elif isinstance(spec.seeds, SeedRange) and spec.seeds.start + spec.seeds.count - 1 > MAX_SEED:
         add("seeds", f"the range runs past the largest seed {MAX_SEED}")
     for i, steps in enumerate(spec.step_list()):
-        if steps > settings.max_steps:
+        if steps > limits.max_steps:
             field = f"steps.{i}" if isinstance(spec.steps, list) else "steps"
-            add(field, f"{steps} steps; the limit is {settings.max_steps}")
-    if spec.hires is not None and (spec.hires.steps or 0) > settings.max_steps:
-        add("hires.steps", f"{spec.hires.steps} steps; the limit is {settings.max_steps}")
+            add(field, f"{steps} steps; the limit is {limits.max_steps}")
+    if spec.hires is not None and (spec.hires.steps or 0) > limits.max_steps:
+        add("hires.steps", f"{spec.hires.steps} steps; the limit is {limits.max_steps}")
     cells = spec.cell_count()
-    if cells > settings.max_grid_cells:
-        add("prompts", f"the grid has {cells} cells; the limit is {settings.max_grid_cells}")
+    if cells > limits.max_grid_cells:
+        add("prompts", f"the grid has {cells} cells; the limit is {limits.max_grid_cells}")
     if spec.webhook_url is not None:
-        reason = private_url_reason(spec.webhook_url, allow_private=settings.webhook_allow_private)
+        reason = private_url_reason(spec.webhook_url, allow_private=limits.webhook_allow_private)
         if reason:
             add("webhook_url", reason)
-    model = spec.model or settings.model
-    if model not in settings.models:
+    model = spec.model or limits.default_model
+    if model not in limits.models:
         add(
             "model",
-            f"unknown model {model!r}; enabled models: {', '.join(sorted(settings.models))}",
+            f"unknown model {model!r}; enabled models: {', '.join(sorted(limits.models))}",
         )
     if errors:
         raise SpecError(errors)

@@ -8,7 +8,6 @@ models; the operator's limits, which need settings, in ``check_campaign``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,18 +22,17 @@ from pydantic import (
     field_validator,
 )
 
-from models.schedule import (
+from models.domain.limits import Limits
+from models.domain.schedule import (
     DEFAULT_CATCHUP_WINDOW,
     MIN_CATCHUP_WINDOW,
     OverlapPolicy,
     parse_schedule,
     validate_timezone,
 )
-from models.seed_policy import SeedPolicy
-from models.settings import Settings
-from models.spec import FieldError, JobSpec, SpecError, WebhookUrl, check_limits
-from models.tables import Campaign
-from models.webhook_urls import private_url_reason
+from models.domain.seed_policy import SeedPolicy
+from models.domain.spec import FieldError, JobSpec, SpecError, WebhookUrl, check_limits
+from models.domain.webhook_urls import private_url_reason
 
 MAX_JITTER_S = 24 * 3600
 
@@ -127,11 +125,11 @@ class BackfillIn(BaseModel):
     dry_run: StrictBool = False  # only say which runs and seeds the range would have
 
 
-def check_campaign(campaign: CampaignIn, settings: Settings) -> None:
+def check_campaign(campaign: CampaignIn, limits: Limits) -> None:
     """Raise ``SpecError`` naming each field that breaks the operator's limits."""
     errors: list[FieldError] = []
     try:
-        check_limits(campaign.spec, settings, prefix="spec.")
+        check_limits(campaign.spec, limits, prefix="spec.")
     except SpecError as exc:
         errors.extend(exc.errors)
     cells = campaign.spec.cell_count()
@@ -144,30 +142,9 @@ def check_campaign(campaign: CampaignIn, settings: Settings) -> None:
         )
     if campaign.webhook_url is not None:
         reason = private_url_reason(
-            campaign.webhook_url, allow_private=settings.webhook_allow_private
+            campaign.webhook_url, allow_private=limits.webhook_allow_private
         )
         if reason:
             errors.append(FieldError("webhook_url", reason))
     if errors:
         raise SpecError(errors)
-
-
-def campaign_input(row: Campaign) -> dict[str, Any]:
-    """A stored campaign as the input it came from (the base a PATCH applies to)."""
-    end_at: datetime | None = row.end_at
-    return {
-        "name": row.name,
-        "schedule": row.schedule,
-        "timezone": row.timezone,
-        "spec": row.spec,
-        "enabled": row.enabled,
-        "seed_policy": row.seed_policy,
-        "max_images_per_run": row.max_images_per_run,
-        "end_at": end_at.isoformat() if end_at is not None else None,
-        "overlap": row.overlap,
-        "catchup_window_s": row.catchup_window_s,
-        "coalesce": row.coalesce,
-        "pause_on_failure": row.pause_on_failure,
-        "jitter_s": row.jitter_s,
-        "webhook_url": row.webhook_url,
-    }

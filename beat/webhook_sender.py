@@ -4,7 +4,7 @@ Several deliveries are in flight at once (``FARM_WEBHOOK_CONCURRENCY``) and a
 slot is refilled as soon as one finishes, so a receiver that hangs until its
 timeout holds one slot, never the others. Each attempt connects only to the
 addresses its host resolves to *at that moment*, after checking them
-(``models.webhook_urls.resolve_public``): DNS rebinding cannot reach inside.
+(``models.domain.webhook_urls.resolve_public``): DNS rebinding cannot reach inside.
 Redirects are not followed. 2xx is success; a timeout, a connection error,
 408, 429 and 5xx are retried with exponential backoff and jitter until
 ``FARM_WEBHOOK_MAX_AGE_S`` after the event; anything else is given up at once.
@@ -24,10 +24,8 @@ from datetime import datetime, timedelta
 import httpcore
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.settings import Settings
-from models.tables import utcnow
-from models.webhook_urls import UnsafeAddress, resolve_public
-from models.webhooks import (
+from models.db.tables import utcnow
+from models.db.webhooks import (
     SIGNATURE_HEADER,
     AttemptOutcome,
     AttemptRecord,
@@ -37,6 +35,8 @@ from models.webhooks import (
     render_body,
     sign,
 )
+from models.domain.webhook_urls import UnsafeAddress, resolve_public
+from models.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.domain.limits import Limits
+
 DEFAULT_DATA_DIR = Path("farm-data")
 
 # name -> source. A request may only name a key of this table, never a path.
@@ -145,6 +147,20 @@ class Settings(BaseSettings):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(secrets.token_bytes(32))
         return path.read_bytes()
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            default_model=self.model,
+            models=frozenset(self.models),
+            max_grid_cells=self.max_grid_cells,
+            max_prompts=self.max_prompts,
+            max_prompt_chars=self.max_prompt_chars,
+            max_seeds=self.max_seeds,
+            max_steps=self.max_steps,
+            max_bulk_jobs=self.max_bulk_jobs,
+            webhook_allow_private=self.webhook_allow_private,
+        )
 
     @property
     def models_dir(self) -> Path:
