@@ -30,6 +30,12 @@ there.  Quirks that callers must know about (all faithful to the web UI):
   ``a:1e3`` weighted 1.1;
 * runs may be empty strings (e.g. around ``BREAK``), and runs whose
   brackets cancel out (``([a])``) merge back into their neighbours.
+
+One difference, on purpose: brackets nested more than ``MAX_NESTING`` deep are a
+:class:`PromptSyntaxError`. The web UI multiplies every run inside a bracket when
+the bracket closes, so its cost grows with depth x length (quadratic for a prompt
+of thousands of unclosed ``(``); capping the depth keeps every step here linear in
+the prompt's length. Real prompts nest a handful of levels.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Final
 __all__ = [
     "BREAK_TEXT",
     "BREAK_WEIGHT",
+    "MAX_NESTING",
     "ROUND_BRACKET_MULTIPLIER",
     "SQUARE_BRACKET_MULTIPLIER",
     "PromptSyntaxError",
@@ -57,10 +64,12 @@ ROUND_BRACKET_MULTIPLIER: Final[float] = 1.1
 SQUARE_BRACKET_MULTIPLIER: Final[float] = 1 / 1.1
 BREAK_TEXT: Final[str] = "BREAK"
 BREAK_WEIGHT: Final[float] = -1.0
+MAX_NESTING: Final[int] = 32  # open brackets at once (see the module docstring)
 
 
 class PromptSyntaxError(ValueError):
-    """An explicit attention weight that is not a number, e.g. ``(a:1.2.3)``."""
+    """An explicit attention weight that is not a number, e.g. ``(a:1.2.3)``, or
+    brackets nested deeper than ``MAX_NESTING``."""
 
 
 # One token per match; every character of the input belongs to exactly one
@@ -79,9 +88,25 @@ _TOKEN_RE: Final = re.compile(
     re.VERBOSE,
 )
 
-_BREAK_RE: Final = re.compile(r"\s*\bBREAK\b\s*", re.DOTALL)
+# The web UI splits on r"\s*\bBREAK\b\s*"; a leading "\s*" backtracks on every space
+# of a long run of spaces (quadratic). Splitting on the word alone and stripping the
+# whitespace around each cut gives the same parts in linear time.
+_BREAK_RE: Final = re.compile(r"\bBREAK\b")
 
 _ESCAPABLE_RE: Final = re.compile(r"[\\()\[\]]")
+
+
+def _split_on_break(text: str) -> list[str]:
+    r"""``re.split(r"\s*\bBREAK\b\s*", text)`` without its backtracking."""
+    parts = _BREAK_RE.split(text)
+    last = len(parts) - 1
+    if last == 0:
+        return parts
+    # str.strip and the regex's \s agree on what is whitespace (both use str.isspace).
+    return [
+        (part.lstrip() if i > 0 else part).rstrip() if i < last else part.lstrip()
+        for i, part in enumerate(parts)
+    ]
 
 
 def _parse_weight(number: str) -> float:
@@ -118,6 +143,12 @@ def parse_prompt_attention(text: str) -> list[WeightedText]:
     for match in _TOKEN_RE.finditer(text):
         kind = match.lastgroup
         token = match.group()
+        if kind in ("open_round", "open_square") and (
+            len(open_round) + len(open_square) >= MAX_NESTING
+        ):
+            raise PromptSyntaxError(
+                f"brackets are nested more than {MAX_NESTING} deep (at character {match.start()})"
+            )
         if kind == "escape":
             add(token[1:], 1.0)
         elif kind == "open_round":
@@ -133,7 +164,7 @@ def parse_prompt_attention(text: str) -> list[WeightedText]:
             scale_from(open_square.pop(), SQUARE_BRACKET_MULTIPLIER)
         else:
             # Plain text, ":" and unmatched closers are all literal text.
-            for index, part in enumerate(_BREAK_RE.split(token)):
+            for index, part in enumerate(_split_on_break(token)):
                 if index > 0:
                     add(BREAK_TEXT, BREAK_WEIGHT)
                 add(part, 1.0)
@@ -148,13 +179,19 @@ def parse_prompt_attention(text: str) -> list[WeightedText]:
         return [("", 1.0)]
 
     # Merge neighbours with exactly equal weights; a run keeps the weight of
-    # its first member (this only matters for 0.0 == -0.0).
+    # its first member (this only matters for 0.0 == -0.0). Parts are joined once
+    # per merged run: repeated concatenation would be quadratic.
     merged: list[WeightedText] = []
+    parts: list[str] = []
     for run, weight in zip(texts, weights, strict=True):
-        if merged and merged[-1][1] == weight:
-            merged[-1] = (merged[-1][0] + run, merged[-1][1])
-        else:
-            merged.append((run, weight))
+        if parts and merged[-1][1] == weight:
+            parts.append(run)
+            continue
+        if parts:
+            merged[-1] = ("".join(parts), merged[-1][1])
+        merged.append((run, weight))
+        parts = [run]
+    merged[-1] = ("".join(parts), merged[-1][1])
     return merged
 
 
