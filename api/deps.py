@@ -1,23 +1,27 @@
-"""Request dependencies: a DB session, the caller's tenant, a job of that tenant."""
+"""Request dependencies: the app's state, a DB session, and "this tenant's object or 404".
+
+Who the caller is comes from api/auth.py (one way in for every route).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
+from api.key_cache import KeyCache
 from api.limits import RateLimiter
-from models.db.jobs import get_job
-from models.db.keys import tenant_for_key
-from models.db.tables import Job
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.infra.storage import Storage
+from models.service.submit import Submitter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +31,8 @@ class AppState:
     storage: Storage
     publisher: Publisher
     limiter: RateLimiter
+    key_cache: KeyCache
+    submitter: Submitter
 
 
 def get_state(request: Request) -> AppState:
@@ -43,37 +49,18 @@ def get_session(state: State) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_session)]
+# The page size of every list (``{items, next_cursor}``).
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-def get_tenant(request: Request, session: DbSession, state: State) -> uuid.UUID:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401,
-            "missing API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    tenant = tenant_for_key(session, key=key.strip())
-    if tenant is None:
-        raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    state.limiter.check(tenant)
-    return tenant
-
-
-TenantId = Annotated[uuid.UUID, Depends(get_tenant)]
-
-
-def get_tenant_job(job_id: str, tenant: TenantId, session: DbSession) -> Job:
-    """Load a job of the caller's tenant, or 404: another tenant's job does not exist."""
+def owned_or_404(kind: str, raw_id: str, load: Callable[[uuid.UUID], T | None]) -> T:
+    """``load`` the tenant's object with this id, or 404: another tenant's object, like a
+    malformed id, does not exist."""
     try:
-        parsed = uuid.UUID(job_id)
+        parsed = uuid.UUID(raw_id)
     except ValueError:
-        raise ApiError(404, f"no job {job_id!r}") from None
-    job = get_job(session, tenant_id=tenant, job_id=parsed)
-    if job is None:
-        raise ApiError(404, f"no job {job_id!r}")
-    return job
-
-
-TenantJob = Annotated[Job, Depends(get_tenant_job)]
+        raise ApiError(404, f"no {kind} {raw_id!r}") from None
+    found = load(parsed)
+    if found is None:
+        raise ApiError(404, f"no {kind} {raw_id!r}")
+    return found

@@ -10,7 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.db.jobs import IdempotencyConflict
+from models.db.pagination import CursorError
 from models.domain.spec import FieldError, SpecError
+from models.service.submit import QuotaExceeded
 
 _CODES = {
     400: "bad_request",
@@ -56,6 +59,8 @@ def _field_name(error: dict[str, Any]) -> str:
     if error.get("type") == "json_invalid":
         return "body"
     parts = [str(p) for p in error.get("loc", ())]
+    if len(parts) == 2 and parts[0] == "header":
+        return parts[1]  # a header's own name ("Idempotency-Key"), capitals and all
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     # Pydantic names union members ("list[...]", "SeedRange"); a client wants the field.
@@ -86,6 +91,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
         return error_response(422, str(exc), exc.errors)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(429, exc.message, [exc.field], headers)
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        message = f"Idempotency-Key {exc.args[0]!r} was used with a different request body"
+        return error_response(
+            409, message, [FieldError("Idempotency-Key", "reused with a different body")]
+        )
+
+    @app.exception_handler(CursorError)
+    async def _cursor(_: Request, exc: CursorError) -> JSONResponse:
+        return error_response(400, str(exc), [FieldError("cursor", str(exc))])
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:

@@ -18,8 +18,6 @@ import asyncio
 import re
 import time
 import uuid
-from dataclasses import dataclass, fields
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,12 +26,14 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from starlette.types import Receive, Scope, Send
 
+from api.auth import invalid_key, missing_key, parse_bearer
 from api.errors import ApiError, error_response
+from api.key_cache import KeyCache
 from api.limits import RateLimiter
 from api.metrics import log_request
-from api.poll import KeyCache, parse_bearer
 from api.views import job_etag, job_out
 from models.db.keys import hash_key
+from models.db.poll import POLLED_JOB_SQL, TENANT_FOR_KEY_SQL, PolledJob
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
 
@@ -43,35 +43,6 @@ POLL_CONNECTIONS = 8
 POLL_APPLICATION_NAME = "farm-api-poll"  # how these connections show in pg_stat_activity
 
 _PATH = re.compile(r"/v1/jobs/([^/]+)")
-
-_KEY_SQL = "SELECT tenant_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL"
-
-
-@dataclass(frozen=True, slots=True)
-class PolledJob:
-    """The columns ``job_out`` and ``job_etag`` read; ``_JOB_SQL`` selects these fields."""
-
-    id: uuid.UUID
-    status: str
-    total: int
-    done: int
-    failed: int
-    cancelled: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    name: str | None
-    labels: dict[str, Any]
-    model: str
-    priority: str
-    version: int
-
-
-_JOB_SQL = (
-    f"SELECT {', '.join(f.name for f in fields(PolledJob))}"
-    " FROM jobs WHERE id = %s AND tenant_id = %s"
-)
 
 
 def libpq_url(sqlalchemy_url: str) -> str | None:
@@ -161,7 +132,9 @@ class PollFastPath:
         async with resources.pool.connection() as connection:
             tenant = await self._tenant(connection, key)
             await self.limiter.check_async(tenant, resources.redis)
-            cursor = await connection.execute(_JOB_SQL, (job_id, tenant), prepare=True)
+            cursor = await connection.execute(
+                POLLED_JOB_SQL, {"job_id": job_id, "tenant_id": tenant}, prepare=True
+            )
             row = await cursor.fetchone()
             return None if row is None else PolledJob(*row)
 
@@ -169,12 +142,12 @@ class PollFastPath:
         tenant = self.key_cache.get(key)
         if tenant is not None:
             return tenant
-        cursor = await connection.execute(_KEY_SQL, (hash_key(key),), prepare=True)
+        cursor = await connection.execute(
+            TENANT_FOR_KEY_SQL, {"key_hash": hash_key(key)}, prepare=True
+        )
         row = await cursor.fetchone()
         if row is None:
-            raise ApiError(
-                401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise invalid_key()
         found: uuid.UUID = row[0]
         self.key_cache.put(key, found)
         return found
@@ -223,7 +196,10 @@ class PollFrontDoor:
                 authorization = value
             elif name == b"if-none-match":
                 if_none_match = value
-        job = await self.fast_path.job(parse_bearer(authorization.decode("latin-1")), job_id)
+        key = parse_bearer(authorization.decode("latin-1"))
+        if key is None:
+            raise missing_key()
+        job = await self.fast_path.job(key, job_id)
         if job is None:
             raise ApiError(404, f"no job {as_sent!r}")
         etag = job_etag(job).encode()

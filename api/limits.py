@@ -1,6 +1,7 @@
-"""Abuse resistance: request body size, per-tenant request rate, per-tenant cell quotas.
+"""Abuse resistance at the HTTP layer: request body size and per-tenant request rate.
 
-Every refusal is a 413 or a 429 with ``Retry-After``, in the API's error shape.
+Every refusal is a 413 or a 429 with ``Retry-After``, in the API's error shape. The
+per-tenant cell quotas are the submit path's (models/service/submit.py).
 """
 
 from __future__ import annotations
@@ -8,19 +9,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import timedelta
 
 import redis
 import redis.asyncio
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_response
-from models.db.tables import Job, utcnow
 from models.domain.spec import FieldError
-from models.domain.status import JobStatus
-from models.infra.settings import Settings
 
 
 class BodySizeLimit:
@@ -126,38 +121,3 @@ class RateLimiter:
 
 def _window_key(tenant: uuid.UUID) -> str:
     return f"farm:rate:{tenant}:{int(time.time())}"
-
-
-def check_quota(session: Session, settings: Settings, *, tenant: uuid.UUID, cells: int) -> None:
-    """Refuse a submission that would take the tenant past its cell quotas."""
-    active = session.scalar(
-        select(func.coalesce(func.sum(Job.total - Job.done - Job.failed - Job.cancelled), 0)).where(
-            Job.tenant_id == tenant, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
-        )
-    )
-    if settings.max_active_cells and int(active or 0) + cells > settings.max_active_cells:
-        raise ApiError(
-            429,
-            f"this tenant has {active} cells waiting or rendering; with {cells} more it would "
-            f"pass its limit of {settings.max_active_cells}",
-            fields=[FieldError("prompts", "active cell quota exceeded")],
-            headers={"Retry-After": "60"},
-        )
-    if not settings.max_cells_per_day:
-        return
-    since = utcnow() - timedelta(days=1)
-    window = session.execute(
-        select(func.coalesce(func.sum(Job.total), 0), func.min(Job.created_at)).where(
-            Job.tenant_id == tenant, Job.created_at > since
-        )
-    ).one()
-    used, oldest = int(window[0] or 0), window[1]
-    if used + cells > settings.max_cells_per_day:
-        wait_s = 3600 if oldest is None else max(1, int((oldest - since).total_seconds()) + 1)
-        raise ApiError(
-            429,
-            f"this tenant submitted {used} cells in the last 24 h; with {cells} more it would "
-            f"pass its daily limit of {settings.max_cells_per_day}",
-            fields=[FieldError("prompts", "daily cell quota exceeded")],
-            headers={"Retry-After": str(wait_s)},
-        )

@@ -14,14 +14,15 @@ from starlette.types import Receive, Scope, Send
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.fast_poll import PollFastPath, PollFrontDoor
+from api.key_cache import KeyCache
 from api.limits import BodySizeLimit, RateLimiter
 from api.metrics import install_metrics
-from api.poll import KeyCache
-from api.routes import campaigns, files, health, jobs, web, webhooks
+from api.routes import campaigns, files, health, jobs, web, web_files, webhooks
 from models.db.session import make_engine, make_session_factory
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.infra.storage import make_storage
+from models.service.submit import Submitter
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -66,8 +67,9 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
         storage=make_storage(settings),
         publisher=publisher,
         limiter=limiter,
+        key_cache=key_cache,
+        submitter=Submitter(settings, publisher),
     )
-    app.state.key_cache = key_cache
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_metrics(app, sessions=app.state.farm.sessions, models=settings.models)
@@ -77,5 +79,6 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(files.router)
     app.include_router(web.router)
+    app.include_router(web_files.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

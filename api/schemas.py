@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from models.domain.cells import Cell
 from models.domain.status import JobStatus, Priority
 
 
@@ -36,8 +37,9 @@ class DryRunOut(BaseModel):
 
     dry_run: bool = True
     total: int
-    estimated_gpu_seconds: float  # on one H100 (models/domain/axes.py has the assumptions)
+    estimated_gpu_seconds: float  # on one H100 (models/domain/estimate.py: the assumptions)
     axes: dict[str, int]  # values per axis, outermost first
+    max_prompt_chunks: int  # the longest encoded text, in 75-token chunks
 
 
 class JobPage(BaseModel):
@@ -50,30 +52,19 @@ class BulkJobsOut(BaseModel):
     jobs: list[JobOut]
 
 
-class ImageOut(BaseModel):
-    index: int
-    prompt_index: int
-    prompt: str
-    negative_prompt: str
-    bucket: str
-    width: int
-    height: int
-    seed: int
-    steps: int
-    guidance_scale: float
-    sampler: str
+@pydantic_dataclass(kw_only=True)
+class ImageOut(Cell):
+    """One cell of ``GET /v1/jobs/{id}/images``: its fields (``models.domain.cells``: the
+    one declaration of a cell's render fields), then its outcome."""
+
     status: str
-    key: str | None
-    url: str | None
+    key: str | None  # the storage key
+    url: str | None  # presigned, expiring
     sha256: str | None
-    rating: str | None
+    rating: str | None  # the card's rating tag the prompt carries
     error: str | None
 
 
 class ImagePage(BaseModel):
     items: list[ImageOut]
     next_cursor: str | None
-
-
-class BulkJobsIn(BaseModel):
-    jobs: list[dict[str, Any]]

@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from api.schemas import ImageOut, JobOut
-from models.db.tables import Item
+from models.db.cell_rows import item_cell
+from models.db.poll import PolledJob
+from models.db.tables import Item, Job
+from models.domain.cells import cell_values
 from models.domain.status import JobStatus, Priority
 from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage
 
 
-class JobStatusRow(Protocol):
-    """What a job's public view reads: an ORM ``Job``, or the poll fast path's row."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def total(self) -> int: ...
-    @property
-    def done(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def cancelled(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def started_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def labels(self) -> dict[str, Any]: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def priority(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-
-
-def eta_seconds(job: JobStatusRow, now: datetime) -> float | None:
+def eta_seconds(job: PolledJob, now: datetime) -> float | None:
     """Remaining cells at the job's observed wall-clock rate (counts all its workers)."""
     if job.status != JobStatus.RUNNING or job.started_at is None or job.done == 0:
         return None
@@ -56,7 +22,9 @@ def eta_seconds(job: JobStatusRow, now: datetime) -> float | None:
     return round(max(0.0, elapsed / job.done * remaining), 1)
 
 
-def job_out(job: JobStatusRow) -> JobOut:
+def job_out(row: PolledJob | Job) -> JobOut:
+    """The public view of a job: from the poll's columns, or a loaded job's."""
+    job = row if isinstance(row, PolledJob) else PolledJob.of(row)
     finished = job.done + job.failed + job.cancelled
     base = f"/v1/jobs/{job.id}"
     return JobOut(
@@ -89,23 +57,14 @@ def job_out(job: JobStatusRow) -> JobOut:
     )
 
 
-def job_etag(job: JobStatusRow) -> str:
+def job_etag(job: PolledJob) -> str:
     return f'W/"{job.id.hex}-{job.version}"'
 
 
 def image_out(item: Item, storage: Storage, *, expires_s: int) -> ImageOut:
+    """A cell's public view: its fields (``models.domain.cells``), then its outcome."""
     return ImageOut(
-        index=item.index,
-        prompt_index=item.prompt_index,
-        prompt=item.prompt,
-        negative_prompt=item.negative_prompt,
-        bucket=item.bucket,
-        width=item.width,
-        height=item.height,
-        seed=item.seed,
-        steps=item.steps,
-        guidance_scale=item.guidance_scale,
-        sampler=item.sampler,
+        **cell_values(item_cell(item)),
         status=item.status,
         key=item.key,
         url=storage.url(item.key, expires_s=expires_s) if item.key else None,

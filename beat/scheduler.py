@@ -35,6 +35,7 @@ from models.db.tables import Campaign, CampaignRun, Job, utcnow
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.service.campaign_runs import RunResult, fire_due, settle
+from models.service.submit import Submitter
 
 log = logging.getLogger("beat.scheduler")
 
@@ -109,9 +110,15 @@ def _locked(
 
 
 def tick(
-    sessions: sessionmaker[Session], *, settings: Settings, publisher: Publisher, now: datetime
+    sessions: sessionmaker[Session],
+    *,
+    settings: Settings,
+    publisher: Publisher,
+    now: datetime,
+    submitter: Submitter | None = None,
 ) -> list[RunResult]:
     """One scheduler pass at ``now`` (see the module doc); returns the runs it recorded."""
+    submit = submitter or Submitter(settings, publisher)
     recorded: list[RunResult] = []
     with sessions() as session:
         candidates = _settle_candidates(session)
@@ -120,7 +127,7 @@ def tick(
         results = _locked(
             sessions,
             query,
-            lambda s, c: settle(s, campaign=c, settings=settings, now=now),
+            lambda s, c: settle(s, campaign=c, submitter=submit, now=now),
             publisher,
             set(),
         )
@@ -130,7 +137,7 @@ def tick(
         results = _locked(
             sessions,
             _due(now, seen),
-            lambda s, c: fire_due(s, campaign=c, settings=settings, now=now),
+            lambda s, c: fire_due(s, campaign=c, submitter=submit, now=now),
             publisher,
             seen,
         )
@@ -159,13 +166,20 @@ class Beat:
         self.settings = settings
         self.sessions = sessions
         self.publisher = publisher
+        self.submitter = Submitter(settings, publisher)  # its tokenizers stay loaded
 
     def run(self, stop: threading.Event) -> None:
         interval_s = self.settings.beat_interval_s
         while not stop.is_set():
             sleep_s = interval_s
             try:
-                tick(self.sessions, settings=self.settings, publisher=self.publisher, now=utcnow())
+                tick(
+                    self.sessions,
+                    settings=self.settings,
+                    publisher=self.publisher,
+                    now=utcnow(),
+                    submitter=self.submitter,
+                )
                 with self.sessions() as session:
                     sleep_s = seconds_to_next_fire(session, now=utcnow(), cap_s=interval_s)
             except Exception:  # the database is away: keep trying

@@ -66,7 +66,7 @@ def timed(call: Callable[[], Any], *, iters: int, images: int, device: str) -> d
 
 
 def batch(args: argparse.Namespace) -> RenderBatch:
-    return RenderBatch(
+    return RenderBatch.of(
         prompts=[PROMPT] * args.batch,
         negative_prompts=[NEGATIVE] * args.batch,
         seeds=list(range(args.batch)),
@@ -89,10 +89,10 @@ def run_baseline(args: argparse.Namespace, device: str) -> dict[str, float]:
             return pipe(
                 prompt=b.prompts,
                 negative_prompt=b.negative_prompts,
-                width=b.width,
-                height=b.height,
-                num_inference_steps=b.steps,
-                guidance_scale=b.guidance_scale,
+                width=b.first.width,
+                height=b.first.height,
+                num_inference_steps=b.first.steps,
+                guidance_scale=b.first.guidance_scale,
                 generator=generators,
             )
 
@@ -106,7 +106,7 @@ def run_farm(args: argparse.Namespace, device: str) -> dict[str, Any]:
     apply_gpu_options(pipe, options)
     renderer = DiffusersRenderer(pipe, model_name="bench")
     b = batch(args)
-    bucket = f"{b.width}x{b.height}"
+    bucket = f"{b.first.width}x{b.first.height}"
     started = time.perf_counter()
     if options.compile_mode and bucket in options.warm_buckets:
         warm_renderer(renderer, options, batch_size=args.batch)

@@ -29,7 +29,8 @@ from bench._common import emit, migrated_postgres, new_api_key, redis_database
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory
-from models.domain.spec import JobSpec, check_limits
+from models.domain.limits import check_limits
+from models.domain.spec import JobSpec
 from models.infra.queue import CeleryPublisher, make_celery
 from models.infra.settings import Settings
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -29,10 +30,18 @@ SERVICES = frozenset({"api", "worker", "beat"})  # long-running: structured logs
 
 @app.callback()
 def _start(ctx: typer.Context) -> None:
+    try:  # read once per process; a configuration that cannot work stops here
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            err.print(
+                f"[red]configuration error:[/red] {error['msg'].removeprefix('Value error, ')}"
+            )
+        raise typer.Exit(EXIT_API_ERROR) from None
     if ctx.invoked_subcommand in SERVICES:
         from models.infra.log_setup import setup_logging
 
-        setup_logging(get_settings())
+        setup_logging(settings)
 
 
 @app.command()

@@ -128,13 +128,10 @@ function indexOf(pos) {
   return ((pos.prompt * sizes.bucket + pos.bucket) * sizes.seed + pos.seed) * variants;
 }
 function params(cell) {
-  const rows = [
-    ["prompt", cell.prompt], ["negative prompt", cell.negative_prompt],
-    ["seed", cell.seed], ["size", cell.width + "x" + cell.height], ["steps", cell.steps],
-    ["sampler", cell.sampler], ["CFG scale", cell.guidance_scale],
-    ["model", data.model.name + " (" + data.model.revision + ")"], ["rating", cell.rating],
-    ["status", cell.status], ["sha256", cell.sha256], ["file", cell.file],
-  ];
+  // Every render field the manifest lists (cell_fields), then the model and the outcome.
+  const rows = data.cell_fields.map(([name, label]) => [label, cell[name]]);
+  rows.push(["model", data.model.name + " (" + data.model.revision + ")"], ["rating", cell.rating],
+    ["status", cell.status], ["sha256", cell.sha256], ["file", cell.file]);
   return rows.filter((r) => r[1] !== null && r[1] !== undefined);
 }
 function show(cell) {

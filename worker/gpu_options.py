@@ -228,7 +228,7 @@ def warm_renderer(renderer: Any, options: GpuOptions, *, batch_size: int) -> dic
     from worker.renderer import RenderBatch
 
     def render(width: int, height: int, size: int) -> None:
-        batch = RenderBatch(
+        batch = RenderBatch.of(
             prompts=["warm-up"] * size,
             negative_prompts=[""] * size,
             seeds=list(range(size)),

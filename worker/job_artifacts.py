@@ -109,7 +109,8 @@ def model_revision_of(settings: Settings) -> Callable[[str], str]:
         if source.startswith("simulated"):
             return source  # no weights; don't import torch for it
         try:
-            from worker.model_loading import model_fingerprint, parse_model_source
+            from models.domain.model_sources import parse_model_source
+            from worker.model_loading import model_fingerprint
 
             return model_fingerprint(parse_model_source(source), cache_dir=settings.models_dir)
         except Exception:

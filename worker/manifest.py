@@ -12,7 +12,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from models.db.cell_rows import item_cell
 from models.db.tables import Item, Job
+from models.domain.cells import FIELD_INFO, RENDER_FIELDS, cell_values
 from models.infra.storage import GALLERY_NAME, sheet_name, thumb_name
 
 MANIFEST_VERSION = 1
@@ -28,19 +30,10 @@ def relative_file(key: str, folder: str) -> str:
 
 
 def cell_entry(item: Item, folder: str) -> dict[str, Any]:
+    """A cell's fields (``models.domain.cells``), then its outcome and its files."""
     file = relative_file(item.key, folder) if item.key else None
     return {
-        "index": item.index,
-        "prompt_index": item.prompt_index,
-        "prompt": item.prompt,
-        "negative_prompt": item.negative_prompt,
-        "bucket": item.bucket,
-        "width": item.width,
-        "height": item.height,
-        "seed": item.seed,
-        "steps": item.steps,
-        "guidance_scale": item.guidance_scale,
-        "sampler": item.sampler,
+        **cell_values(item_cell(item)),
         "status": item.status,
         "key": item.key,
         "file": file,
@@ -81,6 +74,9 @@ def build_manifest(
             "bucket": list(grid.get("buckets", [])),
             "seed": list(grid.get("seeds", [])),
         },
+        # The render fields every cell carries, with A1111's names where it has one:
+        # what a viewer lists for a cell (the gallery reads this, not a list of its own).
+        "cell_fields": [[name, FIELD_INFO[name].infotext or name] for name in RENDER_FIELDS],
         "contact_sheets": [sheet_name(i) for i in range(len(grid.get("prompts", [])))],
         "gallery": GALLERY_NAME,
         "cells": [cell_entry(item, folder) for item in sorted(items, key=lambda i: i.index)],

@@ -66,7 +66,7 @@ class TimedRenderer:
         started = time.perf_counter()
         images = self.inner.render(batch, should_stop)
         elapsed = time.perf_counter() - started
-        RENDER_SECONDS.labels(bucket_label(batch.width, batch.height)).observe(elapsed)
+        RENDER_SECONDS.labels(bucket_label(batch.first.width, batch.first.height)).observe(elapsed)
         return images
 
 

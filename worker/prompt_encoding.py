@@ -4,10 +4,9 @@ What AUTOMATIC1111 does (``modules/sd_hijack_clip.py``, ``modules/sd_emphasis.py
 on diffusers' components:
 
 1. The prompt is parsed into ``(text, weight)`` runs (``models.domain.prompt_syntax``).
-2. Each run is tokenized without start/end tokens, and the tokens fill chunks of 75.
-   ``BREAK`` closes the current chunk. When a chunk is full and the last comma is at
-   most 20 tokens back (``comma_padding_backtrack``), the tokens after that comma
-   move to the next chunk, so a tag is not cut in half.
+2. Each run is tokenized without start/end tokens, and the tokens fill chunks of 75
+   (``models.domain.prompt_chunks``: BREAK, comma backtracking; the submit path counts
+   chunks with the same code).
 3. A chunk is ``[start] + 75 tokens (padded with end) + [end]``; after its first end
    token, each tokenizer's own pad token follows (SDXL's second tokenizer pads with
    ``!``), exactly as the tokenizers pad for diffusers.
@@ -31,67 +30,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from models.domain.prompt_chunks import CHUNK_LENGTH, ChunkBuilder, PromptChunk
 from models.domain.prompt_syntax import is_break, parse_prompt_attention
 
 if TYPE_CHECKING:
     import torch
 
-CHUNK_LENGTH: Final = 75  # tokens of text per chunk; with start and end: 77
-COMMA_PADDING_BACKTRACK: Final = 20  # A1111's default
 EMPHASIS_MODES: Final = ("original", "no_norm")
-
-
-@dataclass(frozen=True)
-class PromptChunk:
-    """One 77-token window: token ids (before padding) and their weights."""
-
-    tokens: tuple[int, ...]
-    multipliers: tuple[float, ...]
-
-
-class _ChunkBuilder:
-    """A1111's ``tokenize_line`` loop: fills chunks, honours BREAK and comma backtracking."""
-
-    def __init__(self, *, start: int, end: int, comma: int | None) -> None:
-        self.start, self.end, self.comma = start, end, comma
-        self.chunks: list[PromptChunk] = []
-        self.tokens: list[int] = []
-        self.multipliers: list[float] = []
-        self.last_comma = -1
-
-    def close(self) -> None:
-        pad = CHUNK_LENGTH - len(self.tokens)
-        self.chunks.append(
-            PromptChunk(
-                tokens=(self.start, *self.tokens, *[self.end] * pad, self.end),
-                multipliers=(1.0, *self.multipliers, *[1.0] * pad, 1.0),
-            )
-        )
-        self.tokens, self.multipliers, self.last_comma = [], [], -1
-
-    def add(self, token: int, weight: float) -> None:
-        if token == self.comma:
-            self.last_comma = len(self.tokens)
-        elif (
-            len(self.tokens) == CHUNK_LENGTH
-            and self.last_comma != -1
-            and len(self.tokens) - self.last_comma <= COMMA_PADDING_BACKTRACK
-        ):
-            # Full, and a comma is near: the text after it moves to the next chunk.
-            cut = self.last_comma + 1
-            moved, moved_weights = self.tokens[cut:], self.multipliers[cut:]
-            self.tokens, self.multipliers = self.tokens[:cut], self.multipliers[:cut]
-            self.close()
-            self.tokens, self.multipliers = moved, moved_weights
-        if len(self.tokens) == CHUNK_LENGTH:
-            self.close()
-        self.tokens.append(token)
-        self.multipliers.append(weight)
-
-    def finish(self) -> list[PromptChunk]:
-        if self.tokens or not self.chunks:
-            self.close()
-        return self.chunks
 
 
 def tokenize_chunks(text: str, tokenizer: Any) -> list[PromptChunk]:
@@ -101,7 +46,7 @@ def tokenize_chunks(text: str, tokenizer: Any) -> list[PromptChunk]:
     ids = tokenizer(
         [run for run, _ in runs], truncation=False, add_special_tokens=False, verbose=False
     )
-    builder = _ChunkBuilder(
+    builder = ChunkBuilder(
         start=tokenizer.bos_token_id,
         end=tokenizer.eos_token_id,
         comma=tokenizer.get_vocab().get(",</w>"),

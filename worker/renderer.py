@@ -10,30 +10,71 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from models.domain.cells import RenderParams
 from worker.hires import HiresParams, hires_size
 from worker.prompt_encoding import EncodedPrompt, PromptEncoder, encode_distinct
 
 
 @dataclass(frozen=True)
 class RenderBatch:
-    """Cells that share every setting but prompt and seed: one pipeline call."""
+    """Cells that share every render field but those that vary in a shard (prompt, seed:
+    ``models.domain.cells.SHARED_FIELDS``): one pipeline call renders them all."""
 
-    prompts: list[str]
-    negative_prompts: list[str]
-    seeds: list[int]
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    sampler: str
-    emphasis: str = "original"  # A1111 emphasis mode: "original" | "no_norm"
-    hires: HiresParams | None = None  # hi-res fix; the images come out at hires_size
+    cells: tuple[RenderParams, ...]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        prompts: list[str],
+        seeds: list[int],
+        negative_prompts: list[str] | None = None,
+        **shared: Any,
+    ) -> RenderBatch:
+        """A batch from its prompts and seeds and the fields they share (warm-up,
+        benchmarks and tests build batches this way; workers from stored cells)."""
+        negatives = negative_prompts or [""] * len(prompts)
+        return cls(
+            tuple(
+                RenderParams(prompt=p, negative_prompt=n, seed=s, **shared)
+                for p, n, s in zip(prompts, negatives, seeds, strict=True)
+            )
+        )
+
+    def with_fields(self, **changes: Any) -> RenderBatch:
+        """The same cells with ``changes`` to shared fields (a sampler, the hi-res pass)."""
+        return RenderBatch(tuple(replace(c, **changes) for c in self.cells))
+
+    @property
+    def first(self) -> RenderParams:
+        """The fields every cell of the batch shares are read from its first cell."""
+        return self.cells[0]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [c.prompt for c in self.cells]
+
+    @property
+    def negative_prompts(self) -> list[str]:
+        return [c.negative_prompt for c in self.cells]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [c.seed for c in self.cells]
+
+    @property
+    def hires(self) -> HiresParams | None:
+        first = self.first
+        if first.hires_scale is None or first.hires_strength is None:
+            return None
+        return HiresParams(first.hires_scale, first.hires_strength, first.hires_steps)
 
     @property
     def output_size(self) -> tuple[int, int]:
-        if self.hires is None:
-            return self.width, self.height
-        return hires_size(self.width, self.height, self.hires.scale)
+        hires, first = self.hires, self.first
+        if hires is None:
+            return first.width, first.height
+        return hires_size(first.width, first.height, hires.scale)
 
 
 StopCheck = Callable[[], bool]
@@ -52,21 +93,11 @@ class Renderer(Protocol):
 
 
 def split_batch(batch: RenderBatch, lo: int, hi: int) -> RenderBatch:
-    return replace(
-        batch,
-        prompts=batch.prompts[lo:hi],
-        negative_prompts=batch.negative_prompts[lo:hi],
-        seeds=batch.seeds[lo:hi],
-    )
+    return RenderBatch(batch.cells[lo:hi])
 
 
 def select_cells(batch: RenderBatch, indices: list[int]) -> RenderBatch:
-    return replace(
-        batch,
-        prompts=[batch.prompts[i] for i in indices],
-        negative_prompts=[batch.negative_prompts[i] for i in indices],
-        seeds=[batch.seeds[i] for i in indices],
-    )
+    return RenderBatch(tuple(batch.cells[i] for i in indices))
 
 
 def render_halving_on_oom(
@@ -122,9 +153,9 @@ class DiffusersRenderer:
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
         # Each distinct text once for the whole shard, whatever the splits below.
-        encoded = encode_distinct(self.encoder, batch.prompts, emphasis=batch.emphasis)
+        encoded = encode_distinct(self.encoder, batch.prompts, emphasis=batch.first.emphasis)
         negatives = encode_distinct(
-            self.encoder, batch.negative_prompts, emphasis=batch.emphasis, negative=True
+            self.encoder, batch.negative_prompts, emphasis=batch.first.emphasis, negative=True
         )
         groups: dict[int, list[int]] = {}  # chunk count -> cells, in batch order
         for i, (prompt, negative) in enumerate(
@@ -158,22 +189,23 @@ class DiffusersRenderer:
                 raise RenderInterrupted
             return kwargs
 
-        self.pipe.scheduler = self._scheduler(batch.sampler)
+        first = batch.first
+        self.pipe.scheduler = self._scheduler(first.sampler)
         # One CPU generator per cell: the noise depends on the seed alone, not on the
         # GPU model or on the cell's position in the batch.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
         embeddings = self.encoder.batch(batch.prompts, batch.negative_prompts, encoded, negatives)
         shared = {
             **embeddings.as_kwargs(),
-            "guidance_scale": batch.guidance_scale,
+            "guidance_scale": first.guidance_scale,
             "generator": generators,
             "callback_on_step_end": on_step_end,
         }
         with torch.inference_mode():
             output = self.pipe(
-                width=batch.width,
-                height=batch.height,
-                num_inference_steps=batch.steps,
+                width=first.width,
+                height=first.height,
+                num_inference_steps=first.steps,
                 output_type="pil" if batch.hires is None else "latent",
                 **shared,
             )
@@ -185,10 +217,10 @@ class DiffusersRenderer:
                 self._img2img,
                 output.images,
                 batch.hires,
-                first_pass_steps=batch.steps,
-                width=batch.width,
-                height=batch.height,
-                scheduler=self._scheduler(batch.sampler, "hires"),
+                first_pass_steps=first.steps,
+                width=first.width,
+                height=first.height,
+                scheduler=self._scheduler(first.sampler, "hires"),
                 **shared,
             )
 

@@ -30,7 +30,7 @@ def resolve_device(configured: str) -> str:
 
 def load_renderer(model_name: str, settings: Settings) -> Renderer:
     """Load the named model (operator configured name -> source) and keep it warm."""
-    from worker.model_loading import parse_model_source
+    from models.domain.model_sources import parse_model_source
 
     if model_name not in settings.models:
         raise ValueError(

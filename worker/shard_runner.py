@@ -15,24 +15,23 @@ from typing import Protocol
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.cell_rows import queued_cells
 from models.db.shards import (
     CellFailure,
     CellResult,
     ClaimedShard,
-    QueuedCell,
     cancelled_jobs,
     claim_next_shard,
     finish_attempt,
-    shard_cells,
 )
 from models.domain.animagine import rating_of
-from models.domain.infotext import RenderParameters, format_infotext
+from models.domain.cells import Cell
+from models.domain.infotext import format_infotext, parameters_of
 from models.domain.status import JobStatus
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
 from models.infra.storage import Storage, image_key
 from worker.heartbeat import Heartbeat
-from worker.hires import HiresParams
 from worker.output import OutputStage
 from worker.png import encode_png
 from worker.renderer import RenderBatch, Renderer, RenderInterrupted, split_batch
@@ -47,38 +46,9 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class CellParams:
-    """What the writer needs of a cell, detached from the DB session."""
-
-    index: int
-    parameters: RenderParameters
-
-    @classmethod
-    def of(cls, item: QueuedCell, model: str) -> CellParams:
-        return cls(
-            item.index,
-            RenderParameters(
-                prompt=item.prompt,
-                negative_prompt=item.negative_prompt,
-                steps=item.steps,
-                sampler=item.sampler,
-                guidance_scale=item.guidance_scale,
-                seed=item.seed,
-                width=item.width,
-                height=item.height,
-                model=model,
-                emphasis=item.emphasis or "original",
-                hires_scale=item.hires_scale,
-                hires_steps=item.hires_steps,
-                denoising_strength=item.hires_strength,
-            ),
-        )
-
-
-@dataclass(frozen=True)
 class RenderedShard:
     shard: ClaimedShard
-    cells: list[CellParams]  # the cells that rendered, in order with ``images``
+    cells: list[Cell]  # the cells that rendered, in order with ``images``
     images: list[Image.Image]
     render_ms: int
     failures: list[CellFailure] = field(default_factory=list)
@@ -92,25 +62,8 @@ class ShardListener(Protocol):
     def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None: ...
 
 
-def batch_of(cells: list[CellParams]) -> RenderBatch:
-    first = cells[0].parameters
-    hires = None
-    if first.hires_scale is not None:
-        strength = first.denoising_strength
-        assert strength is not None, "a hi-res cell has a denoising strength"
-        hires = HiresParams(first.hires_scale, strength, first.hires_steps)
-    return RenderBatch(
-        prompts=[c.parameters.prompt for c in cells],
-        negative_prompts=[c.parameters.negative_prompt for c in cells],
-        seeds=[c.parameters.seed for c in cells],
-        width=first.width,
-        height=first.height,
-        steps=first.steps,
-        guidance_scale=first.guidance_scale,
-        sampler=first.sampler,
-        emphasis=first.emphasis,
-        hires=hires,
-    )
+def batch_of(cells: list[Cell]) -> RenderBatch:
+    return RenderBatch(tuple(cells))
 
 
 class ShardRunner:
@@ -152,13 +105,13 @@ class ShardRunner:
             )
             if shard is None:
                 return Outcome.NOTHING
-            cells = [CellParams.of(item, shard.model) for item in shard_cells(session, shard=shard)]
+            cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
         self._hold(shard)
         indices = [c.index for c in cells]
         with log_context(job_id=str(shard.job_id), shard_id=shard.id, cells=indices):
             return self._render_claimed(shard, cells)
 
-    def _render_claimed(self, shard: ClaimedShard, cells: list[CellParams]) -> Outcome:
+    def _render_claimed(self, shard: ClaimedShard, cells: list[Cell]) -> Outcome:
         if not cells:
             self.output.submit(RenderedShard(shard, [], [], 0))
             return Outcome.RENDERED
@@ -190,7 +143,7 @@ class ShardRunner:
         self,
         renderer: Renderer,
         shard: ClaimedShard,
-        cells: list[CellParams],
+        cells: list[Cell],
         should_stop: Callable[[], bool],
     ) -> RenderedShard:
         try:
@@ -204,7 +157,7 @@ class ShardRunner:
         # One cell may be at fault (a prompt that breaks the pipeline): isolate it.
         log.warning("batch of shard %s failed; rendering its cells one by one", shard.id)
         batch = batch_of(cells)
-        done: list[CellParams] = []
+        done: list[Cell] = []
         images: list[Image.Image] = []
         failures: list[CellFailure] = []
         for i, cell in enumerate(cells):
@@ -294,11 +247,10 @@ class ShardRunner:
         results: list[CellResult] = []
         failures = list(rendered.failures)
         for cell, image in zip(rendered.cells, rendered.images, strict=True):
-            p = cell.parameters
             try:
                 png = encode_png(
                     image,
-                    parameters=format_infotext(p),
+                    parameters=format_infotext(parameters_of(cell, shard.model)),
                     compress_level=self.settings.png_compress_level,
                 )
                 key = image_key(
@@ -306,8 +258,8 @@ class ShardRunner:
                     tenant_id=shard.tenant_id,
                     job_id=shard.job_id,
                     index=cell.index,
-                    bucket=f"{p.width}x{p.height}",
-                    seed=p.seed,
+                    bucket=cell.bucket,
+                    seed=cell.seed,
                 )
                 self.storage.put(key, png, content_type="image/png")
             except Exception as exc:  # storage down after its own retries: try the cell later
@@ -316,7 +268,7 @@ class ShardRunner:
                 continue
             digest = hashlib.sha256(png).hexdigest()
             results.append(
-                CellResult(cell.index, key, digest, rating_of(p.prompt), per_image_ms, image)
+                CellResult(cell.index, key, digest, rating_of(cell.prompt), per_image_ms, image)
             )
         return results, failures
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Response
 from pydantic import ValidationError
 
+from api.auth import TenantId
 from api.campaign_views import (
     BackfillOut,
     BackfillRunOut,
@@ -18,12 +18,13 @@ from api.campaign_views import (
     campaign_out,
     run_out,
 )
-from api.deps import DbSession, State, TenantId
-from api.errors import ApiError, validation_fields
+from api.deps import DbSession, Limit, State, owned_or_404
+from api.errors import validation_fields
 from api.routes.jobs import JsonBody
 from models.db.campaigns import (
     campaign_input,
     create_campaign,
+    delete_campaign,
     get_campaign,
     list_campaigns,
     list_runs,
@@ -38,31 +39,22 @@ from models.domain.campaign_spec import (
     TriggerIn,
     check_campaign,
 )
-from models.domain.spec import FieldError, SpecError
+from models.domain.spec import SpecError
 from models.service.campaign_runs import RunResult, backfill, plan_backfill, trigger
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
+
+def tenant_campaign(campaign_id: str, tenant: TenantId, session: DbSession) -> Campaign:
+    """A campaign of the caller's tenant, or 404."""
+    return owned_or_404(
+        "campaign",
+        campaign_id,
+        lambda i: get_campaign(session, tenant_id=tenant, campaign_id=i),
+    )
 
 
-def get_tenant_campaign(campaign_id: str, tenant: TenantId, session: DbSession) -> Campaign:
-    """Load a campaign of the caller's tenant, or 404: another tenant's does not exist."""
-    try:
-        parsed = uuid.UUID(campaign_id)
-    except ValueError:
-        raise ApiError(404, f"no campaign {campaign_id!r}") from None
-    campaign = get_campaign(session, tenant_id=tenant, campaign_id=parsed)
-    if campaign is None:
-        raise ApiError(404, f"no campaign {campaign_id!r}")
-    return campaign
-
-
-TenantCampaign = Annotated[Campaign, Depends(get_tenant_campaign)]
-
-
-def _bad_cursor(exc: ValueError) -> ApiError:
-    return ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))])
+TenantCampaign = Annotated[Campaign, Depends(tenant_campaign)]
 
 
 def _publish(state: State, results: list[RunResult]) -> None:
@@ -77,7 +69,7 @@ def _publish(state: State, results: list[RunResult]) -> None:
 def create(
     body: CampaignIn, state: State, session: DbSession, tenant: TenantId, response: Response
 ) -> CampaignOut:
-    check_campaign(body, state.settings.limits)
+    check_campaign(body, state.settings.limits, state.submitter.counter_for(body.spec))
     campaign = create_campaign(session, tenant_id=tenant, data=body, now=utcnow())
     session.commit()
     response.headers["Location"] = f"/v1/campaigns/{campaign.id}"
@@ -88,11 +80,8 @@ def create(
 def get_campaigns(
     session: DbSession, tenant: TenantId, cursor: str | None = None, limit: Limit = 50
 ) -> CampaignPage:
-    try:
-        rows, next_cursor = list_campaigns(session, tenant_id=tenant, cursor=cursor, limit=limit)
-    except ValueError as exc:
-        raise _bad_cursor(exc) from None
-    return CampaignPage(items=[campaign_out(c) for c in rows], next_cursor=next_cursor)
+    page = list_campaigns(session, tenant_id=tenant, cursor=cursor, limit=limit)
+    return CampaignPage(items=[campaign_out(c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{campaign_id}")
@@ -110,7 +99,7 @@ def patch(
         data = body.apply_to(campaign_input(campaign))
     except ValidationError as exc:
         raise SpecError(validation_fields([dict(e) for e in exc.errors()])) from None
-    check_campaign(data, state.settings.limits)
+    check_campaign(data, state.settings.limits, state.submitter.counter_for(data.spec))
     update_campaign(campaign, data=data, given=set(body.model_fields_set), now=utcnow())
     session.commit()
     return campaign_out(campaign)
@@ -120,7 +109,7 @@ def patch(
 def delete(campaign: TenantCampaign, session: DbSession) -> Response:
     """The campaign and its run history go; the jobs it made stay."""
     lock_campaign(session, campaign)
-    session.delete(campaign)
+    delete_campaign(session, campaign)
     session.commit()
     return Response(status_code=204)
 
@@ -138,7 +127,7 @@ def run_now(
         session,
         campaign=campaign,
         overlap=body.overlap if body else None,
-        settings=state.settings,
+        submitter=state.submitter,
         now=utcnow(),
     )
     session.commit()
@@ -150,11 +139,10 @@ def run_now(
 def get_runs(
     campaign: TenantCampaign, session: DbSession, cursor: str | None = None, limit: Limit = 50
 ) -> RunPage:
-    try:
-        rows, next_cursor = list_runs(session, campaign_id=campaign.id, cursor=cursor, limit=limit)
-    except ValueError as exc:
-        raise _bad_cursor(exc) from None
-    return RunPage(items=[run_out(run, job) for run, job in rows], next_cursor=next_cursor)
+    page = list_runs(session, campaign_id=campaign.id, cursor=cursor, limit=limit)
+    return RunPage(
+        items=[run_out(run, job) for run, job in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.post("/{campaign_id}/backfill", dependencies=[JsonBody])
@@ -164,7 +152,7 @@ def run_backfill(
     """Render the ticks of ``[start, end)`` that have no job yet (``dry_run``: only list them)."""
     now = utcnow()
     planned = plan_backfill(
-        campaign, start=body.start, end=body.end, settings=state.settings, now=now
+        campaign, start=body.start, end=body.end, submitter=state.submitter, now=now
     )
     if body.dry_run:
         return BackfillOut(
@@ -181,7 +169,7 @@ def run_backfill(
         session,
         campaign=campaign,
         ticks=[p.scheduled_for for p in planned],
-        settings=state.settings,
+        submitter=state.submitter,
         now=now,
     )
     session.commit()

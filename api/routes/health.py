@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.deps import State
+from models.db.session import ping
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +22,7 @@ def readyz(state: State) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with state.sessions() as session:
-            session.execute(text("SELECT 1"))
+            ping(session)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"

@@ -1,38 +1,30 @@
-"""/v1/jobs: submit grids, poll them, page their images, cancel them."""
+"""/v1/jobs: submit grids, poll them, page their images, cancel and retry them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
 
-from api.deps import DbSession, State, TenantId, TenantJob
+from api.auth import TenantId
+from api.deps import DbSession, Limit, State, owned_or_404
 from api.errors import ApiError
-from api.limits import check_quota
 from api.poll import load_polled_job
 from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
 from api.views import image_out, job_etag, job_out
-from models.db.jobs import (
-    CreatedJob,
-    IdempotencyConflict,
-    NewJob,
-    cancel_job,
-    create_jobs,
-    list_items,
-    list_jobs,
-    retry_failed,
-)
-from models.domain.axes import estimate_gpu_seconds
+from models.db.jobs import cancel_job, get_job, list_items, list_jobs, retry_failed
+from models.db.tables import Job
+from models.domain.estimate import estimate_gpu_seconds
 from models.domain.grid import expand, resolve
-from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import JobStatus
+from models.service.submit import JobRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+# Bulk keys get "#<index>" appended, and the column holds 200: keep room for that.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=190)]
 
 
 def require_json(request: Request) -> None:
@@ -48,54 +40,16 @@ def require_json(request: Request) -> None:
 JsonBody = Depends(require_json)
 
 
+def tenant_job(job_id: str, tenant: TenantId, session: DbSession) -> Job:
+    """A job of the caller's tenant, or 404."""
+    return owned_or_404("job", job_id, lambda i: get_job(session, tenant_id=tenant, job_id=i))
+
+
+TenantJob = Annotated[Job, Depends(tenant_job)]
+
+
 class BulkJobsIn(BaseModel):
     jobs: Annotated[list[JobSpec], Field(min_length=1)]
-
-
-def _submit(
-    state: State, session: DbSession, tenant: TenantId, requests: list[NewJob]
-) -> list[CreatedJob]:
-    try:
-        created = create_jobs(
-            session,
-            tenant_id=tenant,
-            requests=requests,
-            default_model=state.settings.model,
-            batch_size=state.settings.batch_size,
-        )
-        session.commit()
-    except IdempotencyConflict as exc:
-        session.rollback()
-        raise ApiError(
-            409,
-            f"Idempotency-Key {exc.args[0]!r} was used with a different request body",
-            fields=[FieldError("Idempotency-Key", "reused with a different body")],
-        ) from None
-    except IntegrityError:
-        # A concurrent request with the same Idempotency-Key won the race: replay it.
-        session.rollback()
-        created = create_jobs(
-            session,
-            tenant_id=tenant,
-            requests=requests,
-            default_model=state.settings.model,
-            batch_size=state.settings.batch_size,
-        )
-        if any(c.created for c in created):
-            raise
-    for c in created:
-        state.publisher.publish(model=c.job.model, shard_ids=c.shard_ids)
-    return created
-
-
-def dry_run_out(spec: JobSpec, default_model: str) -> DryRunOut:
-    """What a submission would make, without making it (``?dry_run=true``)."""
-    cells = expand(resolve(spec, default_model=default_model))
-    return DryRunOut(
-        total=len(cells),
-        estimated_gpu_seconds=estimate_gpu_seconds(cells),
-        axes=spec.axis_sizes(),
-    )
 
 
 @router.post(
@@ -113,12 +67,21 @@ def create_job(
     idempotency_key: IdempotencyKey = None,
     dry_run: bool = False,
 ) -> JobOut | DryRunOut:
-    check_limits(spec, state.settings.limits)
-    check_quota(session, state.settings, tenant=tenant, cells=spec.cell_count())
-    if dry_run:  # validated and counted; nothing is stored or published
+    submitter = state.submitter
+    if dry_run:  # checked, counted and priced; nothing is stored or published
+        chunks = submitter.check(spec)
+        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count())
+        cells = expand(resolve(spec, default_model=state.settings.model))
         response.status_code = 200
-        return dry_run_out(spec, state.settings.model)
-    [created] = _submit(state, session, tenant, [NewJob(spec, idempotency_key)])
+        return DryRunOut(
+            total=len(cells),
+            estimated_gpu_seconds=estimate_gpu_seconds(cells, chunks),
+            axes=spec.axis_sizes(),
+            max_prompt_chunks=max(chunks.values(), default=1),
+        )
+    [created] = submitter.submit(
+        session, tenant_id=tenant, requests=[JobRequest(spec, idempotency_key)]
+    )
     if not created.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -137,30 +100,13 @@ def create_jobs_bulk(
 ) -> BulkJobsOut:
     """Many grids in one transaction: all are created, or none."""
     if len(body.jobs) > state.settings.max_bulk_jobs:
-        raise SpecError(
-            [
-                FieldError(
-                    "jobs", f"{len(body.jobs)} jobs; the limit is {state.settings.max_bulk_jobs}"
-                )
-            ]
-        )
-    errors: list[FieldError] = []
-    for i, spec in enumerate(body.jobs):
-        try:
-            check_limits(spec, state.settings.limits, prefix=f"jobs.{i}.")
-        except SpecError as exc:
-            errors.extend(exc.errors)
-    total = sum(spec.cell_count() for spec in body.jobs)
-    if total > state.settings.max_grid_cells * 10:
-        errors.append(FieldError("jobs", f"{total} cells in one request is too many"))
-    if errors:
-        raise SpecError(errors)
-    check_quota(session, state.settings, tenant=tenant, cells=total)
+        reason = f"{len(body.jobs)} jobs; the limit is {state.settings.max_bulk_jobs}"
+        raise SpecError([FieldError("jobs", reason)])
     requests = [
-        NewJob(spec, f"{idempotency_key}#{i}" if idempotency_key else None)
+        JobRequest(spec, f"{idempotency_key}#{i}" if idempotency_key else None, f"jobs.{i}.")
         for i, spec in enumerate(body.jobs)
     ]
-    created = _submit(state, session, tenant, requests)
+    created = state.submitter.submit(session, tenant_id=tenant, requests=requests)
     if not any(c.created for c in created):
         response.status_code = 200
     return BulkJobsOut(ids=[c.job.id for c in created], jobs=[job_out(c.job) for c in created])
@@ -174,18 +120,14 @@ def get_jobs(
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> JobPage:
-    try:
-        jobs, next_cursor = list_jobs(
-            session, tenant_id=tenant, status=status, cursor=cursor, limit=limit
-        )
-    except ValueError as exc:
-        raise ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))]) from None
-    return JobPage(items=[job_out(j) for j in jobs], next_cursor=next_cursor)
+    page = list_jobs(session, tenant_id=tenant, status=status, cursor=cursor, limit=limit)
+    return JobPage(items=[job_out(j) for j in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses={304: {"description": "Not modified"}})
-async def get_job(job_id: str, request: Request) -> Response:
-    """Polled hard: one thread hop and one query (api/poll.py), 304 while the ETag holds."""
+async def get_job_view(job_id: str, request: Request) -> Response:
+    """Polled hard: one thread hop and one query (api/poll.py), 304 while the ETag holds.
+    On Postgres the API's front door (api/fast_poll.py) answers before this route."""
     job = await load_polled_job(request, job_id)
     etag = job_etag(job)
     if request.headers.get("if-none-match") == etag:
@@ -205,14 +147,11 @@ def get_images(
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> ImagePage:
-    try:
-        items, next_cursor = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
-    except ValueError as exc:
-        raise ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))]) from None
+    page = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
     expires_s = state.settings.url_expiry_s
     return ImagePage(
-        items=[image_out(i, state.storage, expires_s=expires_s) for i in items],
-        next_cursor=next_cursor,
+        items=[image_out(i, state.storage, expires_s=expires_s) for i in page.items],
+        next_cursor=page.next_cursor,
     )
 
 

@@ -1,100 +1,51 @@
 """Web pages: sign in with an API key, list jobs, watch one, submit a grid.
 
-Server-rendered (Jinja2) with a little vanilla JS that polls the ``/web/...``
-JSON below. The key is kept in an HttpOnly cookie; every route here also takes
-the API's ``Authorization: Bearer`` header, so ``/web/jobs/{id}/files/...`` (the
-job folder: gallery, manifest, contact sheets, images) works for scripts too.
+Server-rendered (Jinja2) with a little vanilla JS that polls the ``/web/...`` JSON
+below. The key is kept in an HttpOnly cookie; every route here also takes the API's
+``Authorization: Bearer`` header, goes through the same key check and rate limit as
+``/v1`` (api/auth.py), and submits through the same path (models/service/submit.py).
 """
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from api.deps import DbSession, State, get_tenant_job
+from api.auth import COOKIE, SignedIn, Viewer, authenticate
+from api.deps import DbSession, State, owned_or_404
 from api.errors import ApiError, validation_fields
+from api.schemas import ImageOut
 from api.views import image_out, job_out
-from models.db.jobs import NewJob, create_jobs, list_items, list_jobs
-from models.db.keys import tenant_for_key
+from api.web.forms import Fields, Form, first, spec_from_form
+from models.db.jobs import get_job, list_items, list_jobs
 from models.db.tables import Job
 from models.domain.buckets import BUCKETS
+from models.domain.cells import FIELD_INFO, RENDER_FIELDS
 from models.domain.samplers import SAMPLERS
-from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import TERMINAL_JOB_STATUSES, JobStatus
-from models.infra.storage import (
-    GALLERY_NAME,
-    MANIFEST_NAME,
-    LocalStorage,
-    job_folder,
-    sheet_name,
-    thumb_name,
-)
+from models.infra.storage import GALLERY_NAME, job_folder, sheet_name, thumb_name
+from models.service.submit import JobRequest, QuotaExceeded
 
-router = APIRouter(tags=["web"], include_in_schema=False)
+router = APIRouter(tags=["web"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
-COOKIE = "farm_key"
-# The gallery is user data rendered by its own inline script: it gets nothing else.
-GALLERY_CSP = (
-    "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; "
-    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-)
-
-
-def _key_of(request: Request) -> str | None:
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and key.strip():
-        return key.strip()
-    return request.cookies.get(COOKIE) or None
-
-
-def viewer(request: Request, session: DbSession) -> uuid.UUID | None:
-    key = _key_of(request)
-    return None if key is None else tenant_for_key(session, key=key)
-
-
-Viewer = Annotated[uuid.UUID | None, Depends(viewer)]
-
-
-def signed_in(tenant: Viewer) -> uuid.UUID:
-    if tenant is None:
-        raise ApiError(401, "sign in at /login, or send 'Authorization: Bearer <key>'")
-    return tenant
-
-
-SignedIn = Annotated[uuid.UUID, Depends(signed_in)]
+# The render fields a cell's viewer lists, with A1111's names where it has one.
+CELL_FIELD_LABELS = [(name, FIELD_INFO[name].infotext or name) for name in RENDER_FIELDS]
+_IMAGE = TypeAdapter(ImageOut)
+_FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
 
 
 def web_job(job_id: str, session: DbSession, tenant: SignedIn) -> Job:
-    return get_tenant_job(job_id, tenant, session)
+    return owned_or_404("job", job_id, lambda i: get_job(session, tenant_id=tenant, job_id=i))
 
 
 WebJob = Annotated[Job, Depends(web_job)]
-
-
-async def form_fields(request: Request) -> dict[str, list[str]]:
-    """An ``application/x-www-form-urlencoded`` body (the only kind these forms send)."""
-    if request.method == "POST" and not _same_origin(request):
-        raise ApiError(403, "cross-site form posts are refused")
-    return parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-
-
-Form = Annotated[dict[str, list[str]], Depends(form_fields)]
-
-
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
-
-
-def _first(form: dict[str, list[str]], name: str, default: str = "") -> str:
-    return form.get(name, [default])[0].strip()
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -113,7 +64,7 @@ def files_base(job: Job) -> str:
 # -- sign in ---------------------------------------------------------------------------
 
 
-@router.get("/")
+@router.get("/", include_in_schema=False)
 def home() -> RedirectResponse:
     return RedirectResponse("/web/jobs", status_code=303)
 
@@ -123,11 +74,17 @@ def login_page(request: Request, next: str = "/web/jobs") -> Response:
     return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next)})
 
 
-@router.post("/login")
-def login(request: Request, form: Form, session: DbSession) -> Response:
-    key = _first(form, "api_key")
-    target = _safe_next(_first(form, "next", "/web/jobs"))
-    if not key or tenant_for_key(session, key=key) is None:
+@router.post("/login", openapi_extra={"requestBody": _FORM})
+def login(request: Request, form: Form, state: State, session: DbSession) -> Response:
+    key = first(form, "api_key")
+    target = _safe_next(first(form, "next", "/web/jobs"))
+    try:
+        if not key:
+            raise ApiError(401, "no key")
+        authenticate(state, session, key)
+    except ApiError as exc:
+        if exc.status != 401:
+            raise
         context = {"next": target, "error": "That key is not valid (or was revoked)."}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     response = RedirectResponse(target, status_code=303)
@@ -136,7 +93,7 @@ def login(request: Request, form: Form, session: DbSession) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", openapi_extra={"requestBody": _FORM})
 def logout(_: Form) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
@@ -150,15 +107,15 @@ def logout(_: Form) -> Response:
 def jobs_page(request: Request, tenant: Viewer, session: DbSession) -> Response:
     if tenant is None:
         return _to_login(request)
-    jobs, _ = list_jobs(session, tenant_id=tenant, status=None, cursor=None, limit=100)
-    rows = [job_out(j).model_dump(mode="json") for j in jobs]
+    page = list_jobs(session, tenant_id=tenant, status=None, cursor=None, limit=100)
+    rows = [job_out(j).model_dump(mode="json") for j in page.items]
     return templates.TemplateResponse(request, "jobs.html", {"jobs": rows})
 
 
 @router.get("/web/jobs.json")
 def jobs_json(session: DbSession, tenant: SignedIn) -> Any:
-    jobs, _ = list_jobs(session, tenant_id=tenant, status=None, cursor=None, limit=100)
-    return {"items": [job_out(j).model_dump(mode="json") for j in jobs]}
+    page = list_jobs(session, tenant_id=tenant, status=None, cursor=None, limit=100)
+    return {"items": [job_out(j).model_dump(mode="json") for j in page.items]}
 
 
 @router.get("/web/jobs/new")
@@ -168,64 +125,29 @@ def submit_page(request: Request, tenant: Viewer, state: State) -> Response:
     return _submit_form(request, state, {}, [])
 
 
-@router.post("/web/jobs/new")
+@router.post("/web/jobs/new", openapi_extra={"requestBody": _FORM})
 def submit(
     request: Request, form: Form, state: State, session: DbSession, tenant: Viewer
 ) -> Response:
     if tenant is None:
         return _to_login(request)
-    spec = spec_from_form(form)
     try:
-        parsed = JobSpec.model_validate(spec)
-        check_limits(parsed, state.settings.limits)
+        spec = JobSpec.model_validate(spec_from_form(form))
+        [created] = state.submitter.submit(session, tenant_id=tenant, requests=[JobRequest(spec)])
     except ValidationError as exc:
         errors = validation_fields([dict(e) for e in exc.errors()])
         return _submit_form(request, state, form, errors, 422)
     except SpecError as exc:
         return _submit_form(request, state, form, exc.errors, 422)
-    [created] = create_jobs(
-        session,
-        tenant_id=tenant,
-        requests=[NewJob(parsed)],
-        default_model=state.settings.model,
-        batch_size=state.settings.batch_size,
-    )
-    session.commit()
-    state.publisher.publish(model=created.job.model, shard_ids=created.shard_ids)
+    except QuotaExceeded as exc:
+        response = _submit_form(request, state, form, [exc.field], 429)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     return RedirectResponse(f"/web/jobs/{created.job.id}", status_code=303)
 
 
-def spec_from_form(form: dict[str, list[str]]) -> dict[str, Any]:
-    """Form fields to a grid spec; what cannot be parsed goes through as text for the
-    spec's own validation to name."""
-    spec: dict[str, Any] = {
-        "prompts": [p.strip() for p in _first(form, "prompts").splitlines() if p.strip()],
-        "buckets": form.get("buckets") or ["1024x1024"],
-        "quality_tags": _first(form, "quality_tags") == "on",
-        "sampler": _first(form, "sampler", "euler_a"),
-    }
-    for name in ("name", "negative_prompt", "model", "priority"):
-        if _first(form, name):
-            spec[name] = _first(form, name)
-    seeds = _first(form, "seeds").replace(",", " ").split()
-    if seeds:
-        spec["seeds"] = [int(s) if s.lstrip("-").isdigit() else s for s in seeds]
-    for name, kind in (("steps", int), ("guidance_scale", float)):
-        value = _first(form, name)
-        if value:
-            try:
-                spec[name] = kind(value)
-            except ValueError:
-                spec[name] = value
-    return spec
-
-
 def _submit_form(
-    request: Request,
-    state: State,
-    form: dict[str, list[str]],
-    errors: list[FieldError],
-    status: int = 200,
+    request: Request, state: State, form: Fields, errors: list[FieldError], status: int = 200
 ) -> Response:
     context = {
         "form": {k: v[0] if k != "buckets" else v for k, v in form.items()},
@@ -242,21 +164,21 @@ def _submit_form(
 def job_page(request: Request, job_id: str, tenant: Viewer, session: DbSession) -> Response:
     if tenant is None:
         return _to_login(request)
-    job = get_tenant_job(job_id, tenant, session)
-    return templates.TemplateResponse(
-        request, "job.html", {"job": job_out(job).model_dump(mode="json"), "files": files_base(job)}
-    )
+    job = web_job(job_id, session, tenant)
+    context = {"job": job_out(job).model_dump(mode="json"), "files": files_base(job)}
+    return templates.TemplateResponse(request, "job.html", context)
 
 
 @router.get("/web/jobs/{job_id}/state")
-def job_state(job: WebJob, state: State, session: DbSession) -> Any:
-    """Everything the job page shows: the job, its cells, whether the gallery is written."""
-    items, _ = list_items(session, job_id=job.id, cursor=None, limit=5000)
+def job_state(job: WebJob, state: State, session: DbSession, cursor: str | None = None) -> Any:
+    """What the job page shows: the job, a page of its cells (``next_cursor``: the next
+    page, for grids larger than one), whether the gallery is written."""
+    page = list_items(session, job_id=job.id, cursor=cursor, limit=2000)
     folder = job_folder(prefix=state.settings.s3_prefix, tenant_id=job.tenant_id, job_id=job.id)
     cells = []
-    for item in items:
+    for item in page.items:
         cell = image_out(item, state.storage, expires_s=state.settings.url_expiry_s)
-        data = cell.model_dump(mode="json", exclude={"url"})
+        data = _IMAGE.dump_python(cell, mode="json", exclude={"url"})
         file = item.key.removeprefix(folder + "/") if item.key else None
         data["file"] = file
         data["thumb"] = thumb_name(file) if file else None
@@ -266,42 +188,9 @@ def job_state(job: WebJob, state: State, session: DbSession) -> Any:
     return {
         "job": job_out(job).model_dump(mode="json"),
         "cells": cells,
+        "next_cursor": page.next_cursor,
+        "fields": CELL_FIELD_LABELS,
         "prompts": list(job.spec.get("prompts") or job.grid["prompts"]),
         "sheets": [sheet_name(i) for i in range(len(job.grid["prompts"]))],
         "gallery_ready": ready,
     }
-
-
-@router.get("/web/jobs/{job_id}/sheets")
-def job_sheets(job: WebJob) -> Any:
-    """The job's contact sheets, one per prompt (``links.contact_sheets``)."""
-    base = files_base(job)
-    return {
-        "items": [
-            {"prompt_index": i, "prompt": p, "url": base + sheet_name(i)}
-            for i, p in enumerate(job.grid["prompts"])
-        ]
-    }
-
-
-@router.get("/web/jobs/{job_id}/files/{path:path}")
-def job_file(job: WebJob, path: str, state: State) -> Response:
-    """A file of the job's folder; relative links between them (the gallery's) just work."""
-    if not path or any(part in ("", ".", "..") for part in path.split("/")):
-        raise ApiError(404, f"no file {path!r} in job {job.id}")
-    folder = job_folder(prefix=state.settings.s3_prefix, tenant_id=job.tenant_id, job_id=job.id)
-    key = f"{folder}/{path}"
-    changing = path in (GALLERY_NAME, MANIFEST_NAME) or path.startswith("sheets/")
-    headers = {"Cache-Control": "no-cache" if changing else "private, max-age=3600"}
-    if path == GALLERY_NAME:
-        headers["Content-Security-Policy"] = GALLERY_CSP
-    storage = state.storage
-    if not storage.exists(key):
-        raise ApiError(404, f"no file {path!r} in job {job.id} (yet)")
-    if isinstance(storage, LocalStorage):
-        return FileResponse(storage.path(key), headers=headers)
-    if path in (GALLERY_NAME, MANIFEST_NAME):  # served here, so relative links come back here
-        media = "text/html; charset=utf-8" if path == GALLERY_NAME else "application/json"
-        return Response(storage.get(key), media_type=media, headers=headers)
-    url = storage.url(key, expires_s=state.settings.url_expiry_s)
-    return RedirectResponse(url, status_code=307, headers=headers)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
+from api.auth import TenantId
 from api.campaign_views import DeliveryPage, WebhookSecretOut, delivery_out
-from api.deps import DbSession, TenantId, TenantJob
-from api.errors import ApiError
-from models.db.jobs import decode_cursor, encode_cursor
+from api.deps import DbSession, Limit
+from api.routes.jobs import TenantJob
+from models.db.pagination import decode_cursor, encode_cursor
 from models.db.tables import WebhookSecret
 from models.db.webhooks import SIGNATURE_HEADER, list_deliveries, rotate_secret, tenant_secret
-from models.domain.spec import FieldError
 
 router = APIRouter(tags=["webhooks"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
 SCHEME = f"{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.<body>')>"
 
 
@@ -50,13 +48,9 @@ def _page(
 ) -> DeliveryPage:
     before_id = None
     if cursor:
-        try:
-            parts = decode_cursor(cursor)
-            if len(parts) != 1 or not isinstance(parts[0], int):
-                raise ValueError("not a valid cursor")
-        except ValueError as exc:
-            raise ApiError(400, str(exc), fields=[FieldError("cursor", str(exc))]) from None
-        before_id = parts[0]
+        (last,) = decode_cursor(cursor, [int])  # a CursorError is the API's 400
+        assert isinstance(last, int)
+        before_id = last
     rows = list_deliveries(
         session, tenant_id=tenant, job_id=job_id, before_id=before_id, limit=limit + 1
     )

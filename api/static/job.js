@@ -50,13 +50,13 @@ function showSheets(state, version) {
   });
 }
 
+let FIELDS = []; // [name, label] of every render field: from the server (models/domain/cells.py)
+
 function params(cell) {
-  return [
-    ["prompt", cell.prompt], ["negative prompt", cell.negative_prompt], ["seed", cell.seed],
-    ["size", cell.width + "x" + cell.height], ["steps", cell.steps], ["sampler", cell.sampler],
-    ["CFG scale", cell.guidance_scale], ["rating", cell.rating], ["status", cell.status],
-    ["sha256", cell.sha256], ["file", cell.file],
-  ].filter((r) => r[1] !== null && r[1] !== undefined);
+  const rows = FIELDS.map(([name, label]) => [label, cell[name]]);
+  rows.push(["rating", cell.rating], ["status", cell.status], ["sha256", cell.sha256],
+    ["file", cell.file]);
+  return rows.filter((r) => r[1] !== null && r[1] !== undefined);
 }
 
 function open(cell) {
@@ -107,6 +107,7 @@ async function refresh() {
     return;
   }
   const job = state.job;
+  FIELDS = state.fields;
   showProgress(job);
   if (job.done !== lastDone || state.gallery_ready) {
     showImages(state);

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.db.jobs import decode_cursor, encode_cursor
+from models.db.pagination import Page, keyset_page
 from models.db.tables import Campaign, CampaignRun, Job
 from models.domain.campaign_spec import CampaignIn
 from models.domain.schedule import OverlapPolicy, ScheduleState, plan_tick
@@ -133,6 +133,11 @@ def get_campaign(
     )
 
 
+def delete_campaign(session: Session, campaign: Campaign) -> None:
+    """The campaign and its run history (cascade); the jobs it made stay."""
+    session.delete(campaign)
+
+
 def lock_campaign(session: Session, campaign: Campaign) -> None:
     """Serialise with the scheduler (and other requests) on this campaign's row."""
     session.refresh(campaign, with_for_update=True)
@@ -140,64 +145,45 @@ def lock_campaign(session: Session, campaign: Campaign) -> None:
 
 def list_campaigns(
     session: Session, *, tenant_id: uuid.UUID, cursor: str | None, limit: int
-) -> tuple[list[Campaign], str | None]:
+) -> Page[Campaign]:
     """Newest first; the cursor is the (created_at, id) of the last campaign returned."""
-    query = select(Campaign).where(Campaign.tenant_id == tenant_id)
-    if cursor:
-        created_at, last_id = _time_id_cursor(cursor)
-        query = query.where(
-            or_(
-                Campaign.created_at < created_at,
-                and_(Campaign.created_at == created_at, Campaign.id < last_id),
-            )
-        )
-    rows = list(
-        session.scalars(
-            query.order_by(Campaign.created_at.desc(), Campaign.id.desc()).limit(limit + 1)
-        )
+    return keyset_page(
+        session,
+        select(Campaign).where(Campaign.tenant_id == tenant_id),
+        order=[Campaign.created_at, Campaign.id],
+        key=lambda c: (c.created_at, c.id),
+        cursor=cursor,
+        limit=limit,
+        descending=True,
     )
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id))
+
+
+RunWithJob = tuple[CampaignRun, Job | None]
+
+
+def _run_key(row: RunWithJob) -> tuple[datetime, uuid.UUID]:
+    return row[0].scheduled_for, row[0].id
 
 
 def list_runs(
     session: Session, *, campaign_id: uuid.UUID, cursor: str | None, limit: int
-) -> tuple[list[tuple[CampaignRun, Job | None]], str | None]:
+) -> Page[RunWithJob]:
     """Latest tick first, each with its job (None for skips and buffered runs)."""
     query = (
         select(CampaignRun, Job)
         .outerjoin(Job, Job.id == CampaignRun.job_id)
         .where(CampaignRun.campaign_id == campaign_id)
     )
-    if cursor:
-        scheduled_for, last_id = _time_id_cursor(cursor)
-        query = query.where(
-            or_(
-                CampaignRun.scheduled_for < scheduled_for,
-                and_(CampaignRun.scheduled_for == scheduled_for, CampaignRun.id < last_id),
-            )
-        )
-    rows: list[tuple[CampaignRun, Job | None]] = [
-        (run, job)
-        for run, job in session.execute(
-            query.order_by(CampaignRun.scheduled_for.desc(), CampaignRun.id.desc()).limit(limit + 1)
-        )
-    ]
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1][0]
-    return rows, encode_cursor(last.scheduled_for.isoformat(), str(last.id))
-
-
-def _time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    parts = decode_cursor(cursor)
-    try:
-        return datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
-    except (IndexError, TypeError, ValueError) as exc:
-        raise ValueError("not a valid cursor") from exc
+    return keyset_page(
+        session,
+        query,
+        order=[CampaignRun.scheduled_for, CampaignRun.id],
+        key=_run_key,
+        cursor=cursor,
+        limit=limit,
+        descending=True,
+        rows=True,
+    )
 
 
 def active_counts(session: Session, *, campaign_id: uuid.UUID) -> tuple[int, int]:

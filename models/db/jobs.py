@@ -1,21 +1,22 @@
-"""Persisting and reading jobs: the API side of the data layer."""
+"""Persisting and reading jobs: a new grid's job, cells and shards; lists; cancel; retry."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from models.db.cell_rows import COPY_COLUMNS, copy_lines, insert_rows
+from models.db.copy import copy_field, copy_rows
+from models.db.pagination import Page, keyset_page
 from models.db.tables import Item, Job, Shard, utcnow
 from models.db.webhooks import enqueue_job_completed
-from models.domain.grid import Cell, expand, plan_shards, resolve
+from models.domain.grid import expand, plan_shards, resolve
 from models.domain.spec import JobSpec
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus
 
@@ -65,20 +66,27 @@ def create_jobs(
     ]
 
 
+def find_replay(session: Session, *, tenant_id: uuid.UUID, request: NewJob) -> Job | None:
+    """The job an earlier request with this Idempotency-Key made (None if there is
+    none); IdempotencyConflict if that request had another body."""
+    if request.idempotency_key is None:
+        return None
+    existing = session.scalar(
+        select(Job).where(
+            Job.tenant_id == tenant_id, Job.idempotency_key == request.idempotency_key
+        )
+    )
+    if existing is not None and existing.request_hash != request_hash(request.spec):
+        raise IdempotencyConflict(request.idempotency_key)
+    return existing
+
+
 def _create_job(
     session: Session, *, tenant_id: uuid.UUID, request: NewJob, default_model: str, batch_size: int
 ) -> CreatedJob:
-    digest = request_hash(request.spec)
-    if request.idempotency_key is not None:
-        existing = session.scalar(
-            select(Job).where(
-                Job.tenant_id == tenant_id, Job.idempotency_key == request.idempotency_key
-            )
-        )
-        if existing is not None:
-            if existing.request_hash != digest:
-                raise IdempotencyConflict(request.idempotency_key)
-            return CreatedJob(existing, [], created=False)
+    existing = find_replay(session, tenant_id=tenant_id, request=request)
+    if existing is not None:
+        return CreatedJob(existing, [], created=False)
 
     grid = resolve(request.spec, default_model=default_model)
     cells = expand(grid)
@@ -90,8 +98,8 @@ def _create_job(
         name=request.spec.name,
         labels=dict(request.spec.labels),
         spec=request.spec.model_dump(mode="json"),
-        grid=asdict(grid),
-        request_hash=digest,
+        grid=grid.to_json(),
+        request_hash=request_hash(request.spec),
         idempotency_key=request.idempotency_key,
         model=grid.model,
         priority=priority.value,
@@ -127,175 +135,25 @@ def _create_job(
     ]
     if session.get_bind().dialect.name == "postgresql":
         # COPY: 10,000 cells in ~0.1 s, where executemany takes ~1 s (docs/PERFORMANCE.md).
-        _copy(session, "items", _ITEM_COLUMNS, _item_lines(job.id, cells, shard_of))
-        _copy(session, "shards", list(shard_rows[0]), _shard_lines(shard_rows))
+        copy_rows(session, "items", COPY_COLUMNS, copy_lines(job.id, cells, shard_of))
+        copy_rows(session, "shards", list(shard_rows[0]), _shard_lines(shard_rows))
         shard_ids = session.scalars(
             select(Shard.id).where(Shard.job_id == job.id).order_by(Shard.index)
         ).all()
     else:
-        session.execute(insert(Item), _item_rows(job.id, cells, shard_of))
+        session.execute(insert(Item), insert_rows(job.id, cells, shard_of))
         shard_ids = session.scalars(
             insert(Shard).returning(Shard.id, sort_by_parameter_order=True), shard_rows
         ).all()
     return CreatedJob(job, list(shard_ids), created=True)
 
 
-_ITEM_COLUMNS = [
-    "job_id",
-    "index",
-    "shard_index",
-    "prompt_index",
-    "prompt",
-    "negative_prompt",
-    "bucket",
-    "width",
-    "height",
-    "seed",
-    "steps",
-    "guidance_scale",
-    "sampler",
-    "status",
-    "attempts",
-    # Prompt axes and hi-res fix (migration 0004).
-    "prompt_replace",
-    "emphasis",
-    "hires_scale",
-    "hires_strength",
-    "hires_steps",
-]
-
-
-def _item_rows(
-    job_id: uuid.UUID, cells: list[Cell], shard_of: dict[int, int]
-) -> list[dict[str, Any]]:
-    return [
-        dict(
-            zip(
-                _ITEM_COLUMNS,
-                (
-                    job_id,
-                    c.index,
-                    shard_of[c.index],
-                    c.prompt_index,
-                    c.prompt,
-                    c.negative_prompt,
-                    c.bucket,
-                    c.width,
-                    c.height,
-                    c.seed,
-                    c.steps,
-                    c.guidance_scale,
-                    c.sampler,
-                    CellStatus.QUEUED.value,
-                    0,
-                    c.prompt_replace,
-                    c.emphasis,
-                    c.hires_scale,
-                    c.hires_strength,
-                    c.hires_steps,
-                ),
-                strict=True,
-            )
-        )
-        for c in cells
-    ]
-
-
-def _item_lines(job_id: uuid.UUID, cells: list[Cell], shard_of: dict[int, int]) -> str:
-    """The cells in COPY's text format, in ``_ITEM_COLUMNS`` order.
-
-    Only a cell's index, shard and seed vary from row to row; the fields around the
-    seed repeat for every cell of a (prompt, bucket) and of a sampler setting, so each
-    of the two runs of fields is formatted (and escaped) once and reused.
-    """
-    head: dict[tuple[object, ...], str] = {}
-    tail: dict[tuple[object, ...], str] = {}
-    job, queued = str(job_id), CellStatus.QUEUED.value
-    lines = []
-    for c in cells:
-        head_key = (c.prompt_index, c.prompt, c.negative_prompt, c.bucket, c.width, c.height)
-        before_seed = head.get(head_key)
-        if before_seed is None:
-            before_seed = head[head_key] = (
-                f"{c.prompt_index}\t{_copy_text(c.prompt)}\t{_copy_text(c.negative_prompt)}\t"
-                f"{_copy_text(c.bucket)}\t{c.width}\t{c.height}"
-            )
-        tail_key = (
-            c.steps,
-            c.guidance_scale,
-            c.sampler,
-            c.prompt_replace,
-            c.emphasis,
-            c.hires_scale,
-            c.hires_strength,
-            c.hires_steps,
-        )
-        after_seed = tail.get(tail_key)
-        if after_seed is None:
-            after_seed = tail[tail_key] = (
-                f"{c.steps}\t{c.guidance_scale!r}\t{_copy_text(c.sampler)}\t{queued}\t0\t"
-                f"{_copy_optional(c.prompt_replace)}\t{_copy_text(c.emphasis)}\t"
-                f"{_copy_optional(c.hires_scale)}\t{_copy_optional(c.hires_strength)}\t"
-                f"{_copy_optional(c.hires_steps)}"
-            )
-        lines.append(
-            f"{job}\t{c.index}\t{shard_of[c.index]}\t{before_seed}\t{c.seed}\t{after_seed}\n"
-        )
-    return "".join(lines)
-
-
-def _copy_optional(value: str | float | None) -> str:
-    """A nullable COPY field: ``\\N`` is NULL."""
-    if value is None:
-        return "\\N"
-    return _copy_text(value) if isinstance(value, str) else repr(value)
-
-
 def _shard_lines(rows: list[dict[str, Any]]) -> str:
-    def field(value: object) -> str:
-        if isinstance(value, str):
-            return _copy_text(value)
-        return value.isoformat() if isinstance(value, datetime) else str(value)
-
-    return "".join("\t".join(field(v) for v in row.values()) + "\n" for row in rows)
-
-
-def _copy_text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES)
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy(session: Session, table: str, columns: list[str], data: str) -> None:
-    """Postgres COPY FROM STDIN (text format) on the session's connection, in its transaction."""
-    if not data:
-        return
-    names = ", ".join(f'"{c}"' for c in columns)
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-        copy.write(data)
+    return "".join("\t".join(map(copy_field, row.values())) + "\n" for row in rows)
 
 
 def get_job(session: Session, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
-
-
-def encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    """Raise ValueError for anything that is not a cursor we made."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except Exception as exc:
-        raise ValueError("not a valid cursor") from exc
-    if not isinstance(parts, list):
-        raise ValueError("not a valid cursor")
-    return parts
 
 
 def list_jobs(
@@ -305,45 +163,34 @@ def list_jobs(
     status: JobStatus | None,
     cursor: str | None,
     limit: int,
-) -> tuple[list[Job], str | None]:
+) -> Page[Job]:
     """Newest first; the cursor is the (created_at, id) of the last job returned."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if status is not None:
         query = query.where(Job.status == status.value)
-    if cursor:
-        parts = decode_cursor(cursor)
-        try:
-            created_at, last_id = datetime.fromisoformat(parts[0]), uuid.UUID(parts[1])
-        except (IndexError, TypeError, ValueError) as exc:
-            raise ValueError("not a valid cursor") from exc
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id))
-        )
-    jobs = list(
-        session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+    return keyset_page(
+        session,
+        query,
+        order=[Job.created_at, Job.id],
+        key=lambda job: (job.created_at, job.id),
+        cursor=cursor,
+        limit=limit,
+        descending=True,
     )
-    next_cursor = None
-    if len(jobs) > limit:
-        jobs = jobs[:limit]
-        next_cursor = encode_cursor(jobs[-1].created_at.isoformat(), str(jobs[-1].id))
-    return jobs, next_cursor
 
 
 def list_items(
     session: Session, *, job_id: uuid.UUID, cursor: str | None, limit: int
-) -> tuple[list[Item], str | None]:
-    query = select(Item).where(Item.job_id == job_id)
-    if cursor:
-        parts = decode_cursor(cursor)
-        if len(parts) != 1 or not isinstance(parts[0], int):
-            raise ValueError("not a valid cursor")
-        query = query.where(Item.index > parts[0])
-    items = list(session.scalars(query.order_by(Item.index).limit(limit + 1)))
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = encode_cursor(items[-1].index)
-    return items, next_cursor
+) -> Page[Item]:
+    """A job's cells in index order; the cursor is the last index returned."""
+    return keyset_page(
+        session,
+        select(Item).where(Item.job_id == job_id),
+        order=[Item.index],
+        key=lambda item: (item.index,),
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 def cancel_job(session: Session, *, job: Job) -> bool:

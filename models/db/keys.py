@@ -7,8 +7,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models.db.tables import ApiKey, Tenant, utcnow
@@ -48,12 +49,14 @@ def create_api_key(session: Session, *, tenant_name: str) -> str:
     return key
 
 
+# A live key's tenant; the API's async poll door runs this statement too (models/db/poll.py).
+TENANT_FOR_KEY: Final = select(ApiKey.tenant_id).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+)
+
+
 def tenant_for_key(session: Session, *, key: str) -> uuid.UUID | None:
-    return session.scalar(
-        select(ApiKey.tenant_id).where(
-            ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)
-        )
-    )
+    return session.scalar(TENANT_FOR_KEY, {"key_hash": hash_key(key)})
 
 
 def list_api_keys(session: Session) -> list[KeyInfo]:

@@ -23,14 +23,6 @@ RATING_TAGS: dict[str, str] = {
 }
 
 
-def compose_prompt(prompt: str, *, quality_tags: bool) -> str:
-    """The text that is encoded and recorded: card quality tags first, then the prompt."""
-    prompt = prompt.strip()
-    if not quality_tags:
-        return prompt
-    return f"{QUALITY_TAGS}, {prompt}" if prompt else QUALITY_TAGS
-
-
 def rating_of(prompt: str) -> str | None:
     """The card's rating tag a composed prompt carries, if any (recorded per image)."""
     tags = {t.strip().lower() for t in prompt.replace("(", ",").replace(")", ",").split(",")}

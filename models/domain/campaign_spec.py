@@ -22,7 +22,8 @@ from pydantic import (
     field_validator,
 )
 
-from models.domain.limits import Limits
+from models.domain.limits import Limits, check_limits
+from models.domain.prompt_chunks import TokenCounter
 from models.domain.schedule import (
     DEFAULT_CATCHUP_WINDOW,
     MIN_CATCHUP_WINDOW,
@@ -31,7 +32,7 @@ from models.domain.schedule import (
     validate_timezone,
 )
 from models.domain.seed_policy import SeedPolicy
-from models.domain.spec import FieldError, JobSpec, SpecError, WebhookUrl, check_limits
+from models.domain.spec import FieldError, JobSpec, SpecError, WebhookUrl
 from models.domain.webhook_urls import private_url_reason
 
 MAX_JITTER_S = 24 * 3600
@@ -125,11 +126,13 @@ class BackfillIn(BaseModel):
     dry_run: StrictBool = False  # only say which runs and seeds the range would have
 
 
-def check_campaign(campaign: CampaignIn, limits: Limits) -> None:
+def check_campaign(
+    campaign: CampaignIn, limits: Limits, counter: TokenCounter | None = None
+) -> None:
     """Raise ``SpecError`` naming each field that breaks the operator's limits."""
     errors: list[FieldError] = []
     try:
-        check_limits(campaign.spec, limits, prefix="spec.")
+        check_limits(campaign.spec, limits, counter=counter, prefix="spec.")
     except SpecError as exc:
         errors.extend(exc.errors)
     cells = campaign.spec.cell_count()

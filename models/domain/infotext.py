@@ -4,42 +4,37 @@
 Negative prompt: <negative>
 Steps: 28, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 832x1216, Model: animagine-xl-3.1
 
-A hi-res fix adds ``Denoising strength``, ``Hires upscale``, ``Hires steps`` (when set)
-and ``Hires upscaler``, and ``Size`` stays the first pass's size, as in A1111; the
-"no_norm" emphasis adds ``Emphasis: No norm``.
+The fields after the second line come from the cell schema (models/domain/cells.py):
+each render field with an ``infotext`` key is written, in declaration order, unless
+it has its default value (A1111 leaves defaults out: ``Emphasis`` is written for
+"no_norm" only, the hi-res fields only for a hi-res cell). ``Size`` (width x height)
+and ``Model`` follow ``Seed``; a hi-res cell adds ``Hires upscaler``; ``Size`` stays the
+first pass's size, as in A1111.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any, Final
 
-from models.domain.samplers import a1111_name, canonical_sampler
+from models.domain.cells import DEFAULTS, FIELD_INFO, RENDER_FIELDS, RenderParams
+
+HIRES_UPSCALER: Final = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
+_AFTER_SIZE: Final = "Seed"  # Size and Model go right after this key, as A1111 writes them
+_WRITTEN: Final = tuple(n for n in RENDER_FIELDS if FIELD_INFO[n].infotext is not None)
+_BY_KEY: Final = {FIELD_INFO[n].infotext: n for n in _WRITTEN}
 
 
-@dataclass(frozen=True)
-class RenderParameters:
-    prompt: str
-    negative_prompt: str
-    steps: int
-    sampler: str  # canonical id, e.g. "euler_a"
-    guidance_scale: float
-    seed: int
-    width: int
-    height: int
+@dataclass(slots=True, kw_only=True)
+class RenderParameters(RenderParams):
+    """What a PNG's infotext says: the cell's render fields and the model's name."""
+
     model: str
-    emphasis: str = "original"  # "original" | "no_norm"
-    hires_scale: float | None = None  # None: no hi-res fix
-    hires_steps: int | None = None  # None: the first pass's steps
-    denoising_strength: float | None = None  # the hi-res pass's strength
 
 
-HIRES_UPSCALER = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
-_EMPHASIS_NAMES = {"original": "Original", "no_norm": "No norm"}  # A1111's option names
-
-
-def _fmt_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def parameters_of(cell: RenderParams, model: str) -> RenderParameters:
+    """What a cell's PNG says: its render fields and the model that rendered it."""
+    return RenderParameters(**{name: getattr(cell, name) for name in RENDER_FIELDS}, model=model)
 
 
 def _quote(value: str) -> str:
@@ -49,37 +44,70 @@ def _quote(value: str) -> str:
     return value
 
 
-def format_infotext(p: RenderParameters) -> str:
-    fields = [
-        ("Steps", str(p.steps)),
-        ("Sampler", a1111_name(p.sampler)),
-        ("CFG scale", _fmt_number(p.guidance_scale)),
-        ("Seed", str(p.seed)),
-        ("Size", f"{p.width}x{p.height}"),
-        ("Model", _quote(p.model)),
-    ]
-    if p.emphasis != "original":
-        fields.append(("Emphasis", _EMPHASIS_NAMES[p.emphasis]))
+def _fields(p: RenderParameters) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    for name in _WRITTEN:
+        value = getattr(p, name)
+        info = FIELD_INFO[name]
+        if value is None or (name in DEFAULTS and value == DEFAULTS[name]):
+            continue
+        assert info.infotext is not None
+        fields.append((info.infotext, _quote(info.write(value))))
+        if info.infotext == _AFTER_SIZE:
+            fields += [("Size", f"{p.width}x{p.height}"), ("Model", _quote(p.model))]
     if p.hires_scale is not None:
-        if p.denoising_strength is not None:
-            fields.append(("Denoising strength", _fmt_number(p.denoising_strength)))
-        fields.append(("Hires upscale", _fmt_number(p.hires_scale)))
-        if p.hires_steps is not None:
-            fields.append(("Hires steps", str(p.hires_steps)))
         fields.append(("Hires upscaler", _quote(HIRES_UPSCALER)))
-    last = ", ".join(f"{k}: {v}" for k, v in fields)
+    return fields
+
+
+def format_infotext(p: RenderParameters) -> str:
+    last = ", ".join(f"{k}: {v}" for k, v in _fields(p))
     return f"{p.prompt}\nNegative prompt: {p.negative_prompt}\n{last}"
 
 
-# key: value pairs, where a value may be a quoted string (A1111's re_param).
-_PARAM = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-
-
 def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        body = value[1:-1]
-        return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), body)
-    return value
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    out: list[str] = []
+    escaped = False
+    for ch in value[1:-1]:
+        if escaped:
+            out.append("\n" if ch == "n" else ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def split_params(line: str) -> dict[str, str]:
+    """``key: value`` pairs of infotext's last line (A1111's ``re_param``), in one pass:
+    a value may be a quoted string holding commas and colons."""
+    params: dict[str, str] = {}
+    i, n = 0, len(line)
+    while i < n:
+        colon = line.find(":", i)
+        if colon == -1:
+            break
+        key = line[i:colon].strip()
+        j = colon + 1
+        while j < n and line[j] == " ":
+            j += 1
+        if j < n and line[j] == '"':  # a quoted value: to the next unescaped quote
+            k = j + 1
+            while k < n and line[k] != '"':
+                k += 2 if line[k] == "\\" else 1
+            end = min(k + 1, n)
+            value = line[j:end]
+            comma = line.find(",", end)
+        else:
+            comma = line.find(",", j)
+            value = line[j : n if comma == -1 else comma]
+        if key:
+            params[key] = _unquote(value.strip())
+        i = n if comma == -1 else comma + 1
+    return params
 
 
 def parse_infotext(text: str) -> RenderParameters:
@@ -92,26 +120,20 @@ def parse_infotext(text: str) -> RenderParameters:
             target = negative_lines
             line = line[len("Negative prompt:") :].removeprefix(" ")
         target.append(line)
-    params = {m.group(1).strip(): _unquote(m.group(2).strip()) for m in _PARAM.finditer(last)}
+    params = split_params(last)
     width, height = (int(v) for v in params["Size"].split("x"))
-    emphasis = {name: key for key, name in _EMPHASIS_NAMES.items()}.get(
-        params.get("Emphasis", "Original"), "original"
-    )
-    hires_scale = params.get("Hires upscale")
-    hires_steps = params.get("Hires steps")
-    strength = params.get("Denoising strength") if hires_scale is not None else None
+    values: dict[str, Any] = {}
+    for key, raw in params.items():
+        name = _BY_KEY.get(key)
+        if name is not None:
+            values[name] = FIELD_INFO[name].read(raw)
+    if "hires_scale" not in values:
+        values.pop("hires_strength", None)  # without a hi-res pass it is img2img's strength
     return RenderParameters(
         prompt="\n".join(prompt_lines),
         negative_prompt="\n".join(negative_lines),
-        steps=int(params["Steps"]),
-        sampler=canonical_sampler(params["Sampler"]),
-        guidance_scale=float(params["CFG scale"]),
-        seed=int(params["Seed"]),
         width=width,
         height=height,
         model=params["Model"],
-        emphasis=emphasis,
-        hires_scale=float(hires_scale) if hires_scale is not None else None,
-        hires_steps=int(hires_steps) if hires_steps is not None else None,
-        denoising_strength=float(strength) if strength is not None else None,
+        **values,
     )

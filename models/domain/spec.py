@@ -1,15 +1,15 @@
 """What a client asks for: the grid spec, validated field by field.
 
 Type and value rules live on the model; limits that the operator configures
-(grid size, prompt length, enabled models) are checked by ``check_limits``
-so that the same spec class serves the API, the CLI and campaigns.
+(grid size, prompt length after expansion, enabled models) are checked by
+``models.domain.limits.check_limits`` so that the same spec class serves every door.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +25,7 @@ from pydantic import (
 
 from models.domain.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_STEPS
 from models.domain.axes import (
-    AXIS_ORDER,
+    GRID_AXIS,
     GuidanceAxis,
     PromptReplaceAxis,
     SamplerAxis,
@@ -33,7 +33,7 @@ from models.domain.axes import (
     as_list,
 )
 from models.domain.buckets import DEFAULT_BUCKET, parse_bucket
-from models.domain.limits import Limits
+from models.domain.cells import RENDER_FIELDS
 from models.domain.samplers import DEFAULT_SAMPLER
 from models.domain.status import Priority
 from models.domain.tags import (
@@ -46,7 +46,7 @@ from models.domain.tags import (
     entry_is_blank,
 )
 from models.domain.text import Text
-from models.domain.webhook_urls import check_url_syntax, private_url_reason
+from models.domain.webhook_urls import check_url_syntax
 
 MAX_SEED = 2**32 - 1
 RANDOM_SEED = -1  # resolved to a concrete random seed at submission
@@ -80,7 +80,7 @@ class HiresSpec(BaseModel):
     scale: Annotated[StrictFloat, Field(ge=1.0, le=2.0)] = 1.5
     strength: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.55
     # Steps the second pass runs (A1111's "Hires steps"); null: the cell's steps.
-    steps: Annotated[StrictInt, Field(ge=1)] | None = None
+    steps: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
 
 
 class JobSpec(BaseModel):
@@ -102,9 +102,11 @@ class JobSpec(BaseModel):
     seeds: Annotated[list[SeedValue], Field(min_length=1)] | SeedRange = Field(
         default_factory=lambda: [RANDOM_SEED]
     )
+    # The setting axes, in grid order (outermost first): the order is part of the
+    # contract, since it fixes every cell's index.
+    sampler: SamplerAxis = DEFAULT_SAMPLER
     steps: StepsAxis = DEFAULT_STEPS
     guidance_scale: GuidanceAxis = DEFAULT_GUIDANCE_SCALE
-    sampler: SamplerAxis = DEFAULT_SAMPLER
     prompt_replace: PromptReplaceAxis | None = None
     emphasis: Emphasis = "original"
     hires: HiresSpec | None = None
@@ -159,32 +161,51 @@ class JobSpec(BaseModel):
     def step_list(self) -> list[int]:
         return as_list(self.steps)
 
-    def guidance_list(self) -> list[float]:
-        return as_list(self.guidance_scale)
-
-    def sampler_list(self) -> list[str]:
-        return as_list(self.sampler)
-
     def replace_list(self) -> list[str]:
         """The Prompt S/R values; empty when the axis is not used."""
         return list(self.prompt_replace or [])
 
+    def render_settings(self) -> dict[str, Any]:
+        """The cells' render fields this spec sets for the whole job, by field name: a
+        value, or a list of values for a setting axis (``SETTING_AXES``)."""
+        settings: dict[str, Any] = {name: getattr(self, name) for name in SETTING_AXES}
+        settings.update((name, getattr(self, name)) for name in JOB_SETTINGS)
+        hires = self.hires
+        settings["hires_scale"] = None if hires is None else hires.scale
+        settings["hires_strength"] = None if hires is None else hires.strength
+        settings["hires_steps"] = None if hires is None else hires.steps
+        return settings
+
     def axis_sizes(self) -> dict[str, int]:
-        """How many values each axis has, outermost first (``models.domain.axes.AXIS_ORDER``)."""
+        """How many values each axis has, outermost first (``AXIS_ORDER``)."""
         seeds = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
         sizes = {
             "prompts": len(self.prompts),
             "buckets": len(self.buckets),
             "seeds": seeds,
             "prompt_replace": max(1, len(self.replace_list())),
-            "sampler": len(self.sampler_list()),
-            "steps": len(self.step_list()),
-            "guidance_scale": len(self.guidance_list()),
         }
-        return {axis: sizes[axis] for axis in AXIS_ORDER}
+        sizes.update((name, len(as_list(getattr(self, name)))) for name in SETTING_AXES)
+        return sizes
 
     def cell_count(self) -> int:
         return math.prod(self.axis_sizes().values())
+
+
+# The setting axes, in the spec's order: the fields whose type carries GRID_AXIS.
+SETTING_AXES: Final = tuple(
+    name for name, info in JobSpec.model_fields.items() if GRID_AXIS in info.metadata
+)
+AXIS_ORDER: Final = ("prompts", "buckets", "seeds", "prompt_replace", *SETTING_AXES)
+# Render fields the spec sets once for every cell (an axis of their own, like the
+# negative prompt under Prompt S/R, or nested, like the hi-res fix, are resolved apart).
+JOB_SETTINGS: Final = tuple(
+    name
+    for name in JobSpec.model_fields
+    if name in RENDER_FIELDS
+    and name not in SETTING_AXES
+    and name not in ("negative_prompt", "prompt_replace")
+)
 
 
 @dataclass(frozen=True)
@@ -199,49 +220,3 @@ class SpecError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
-
-
-def check_limits(spec: JobSpec, limits: Limits, *, prefix: str = "") -> None:
-    """Raise ``SpecError`` naming each field that exceeds the operator's limits."""
-    errors: list[FieldError] = []
-
-    def add(field: str, reason: str) -> None:
-        errors.append(FieldError(prefix + field, reason))
-
-    if len(spec.prompts) > limits.max_prompts:
-        add("prompts", f"{len(spec.prompts)} prompts; the limit is {limits.max_prompts}")
-    for i, entry in enumerate(spec.prompts):
-        prompt = entry if isinstance(entry, str) else entry.compose()
-        if len(prompt) > limits.max_prompt_chars:
-            add(
-                f"prompts.{i}",
-                f"{len(prompt)} characters; the limit is {limits.max_prompt_chars}",
-            )
-    if spec.negative_prompt and len(spec.negative_prompt) > limits.max_prompt_chars:
-        add("negative_prompt", f"longer than {limits.max_prompt_chars} characters")
-    seed_count = spec.seeds.count if isinstance(spec.seeds, SeedRange) else len(spec.seeds)
-    if seed_count > limits.max_seeds:
-        add("seeds", f"{seed_count} seeds; the limit is {limits.max_seeds}")
-    elif isinstance(spec.seeds, SeedRange) and spec.seeds.start + spec.seeds.count - 1 > MAX_SEED:
-        add("seeds", f"the range runs past the largest seed {MAX_SEED}")
-    for i, steps in enumerate(spec.step_list()):
-        if steps > limits.max_steps:
-            field = f"steps.{i}" if isinstance(spec.steps, list) else "steps"
-            add(field, f"{steps} steps; the limit is {limits.max_steps}")
-    if spec.hires is not None and (spec.hires.steps or 0) > limits.max_steps:
-        add("hires.steps", f"{spec.hires.steps} steps; the limit is {limits.max_steps}")
-    cells = spec.cell_count()
-    if cells > limits.max_grid_cells:
-        add("prompts", f"the grid has {cells} cells; the limit is {limits.max_grid_cells}")
-    if spec.webhook_url is not None:
-        reason = private_url_reason(spec.webhook_url, allow_private=limits.webhook_allow_private)
-        if reason:
-            add("webhook_url", reason)
-    model = spec.model or limits.default_model
-    if model not in limits.models:
-        add(
-            "model",
-            f"unknown model {model!r}; enabled models: {', '.join(sorted(limits.models))}",
-        )
-    if errors:
-        raise SpecError(errors)

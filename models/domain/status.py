@@ -1,4 +1,11 @@
-"""Lifecycle states of jobs, shards and cells, and the transitions allowed between them."""
+"""Lifecycle states of jobs, shards and cells.
+
+The transitions are enforced where they happen, as conditional UPDATEs (``... WHERE
+status = 'queued'``) in the data layer: queued -> running -> a terminal status for a job
+(a retry of failed cells re-opens it: partial/failed -> running); queued -> running ->
+done/failed for a shard, which goes back to queued when its lease expires or some of
+its cells are retried; queued -> done/failed/cancelled for a cell.
+"""
 
 from __future__ import annotations
 
@@ -45,27 +52,6 @@ _PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.BULK: 2}
 TERMINAL_JOB_STATUSES = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
 )
-
-JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, *TERMINAL_JOB_STATUSES}),
-    JobStatus.RUNNING: TERMINAL_JOB_STATUSES,
-    # A retry of failed cells re-opens a finished job.
-    JobStatus.PARTIAL: frozenset({JobStatus.RUNNING}),
-    JobStatus.FAILED: frozenset({JobStatus.RUNNING}),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-}
-
-SHARD_TRANSITIONS: dict[ShardStatus, frozenset[ShardStatus]] = {
-    ShardStatus.QUEUED: frozenset({ShardStatus.RUNNING, ShardStatus.CANCELLED}),
-    # RUNNING -> QUEUED: a lease expired or a worker released the shard on shutdown.
-    ShardStatus.RUNNING: frozenset(
-        {ShardStatus.DONE, ShardStatus.FAILED, ShardStatus.QUEUED, ShardStatus.CANCELLED}
-    ),
-    ShardStatus.FAILED: frozenset({ShardStatus.QUEUED}),
-    ShardStatus.DONE: frozenset(),
-    ShardStatus.CANCELLED: frozenset(),
-}
 
 
 def final_job_status(*, total: int, done: int, failed: int, cancelled: int) -> JobStatus | None:

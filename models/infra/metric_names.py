@@ -20,7 +20,6 @@ CELLS_HELP = (
     "Cells by status: queued and running in unfinished jobs; done, failed and "
     "cancelled summed over all jobs (so delta() over a window is what finished in it)."
 )
-CELL_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 # -- Worker: counters and histograms of what this process rendered --------------------
 

@@ -12,10 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.domain.limits import Limits
+from models.domain.model_sources import parse_model_source
 
 DEFAULT_DATA_DIR = Path("farm-data")
 
@@ -59,7 +60,9 @@ class Settings(BaseSettings):
     # Limits that protect the farm from absurd requests.
     max_grid_cells: int = 10_000
     max_prompts: int = 1_000
-    max_prompt_chars: int = 4_000
+    max_prompt_chars: int = 4_000  # per encoded text: after tags, quality tags, Prompt S/R
+    max_prompt_chunks: int = 12  # 75-token chunks per encoded text
+    max_job_text_chars: int = 2_000_000  # distinct prompt text one job encodes, together
     max_seeds: int = 10_000
     max_steps: int = 150
     max_bulk_jobs: int = 100
@@ -117,6 +120,32 @@ class Settings(BaseSettings):
             return json.loads(value)
         return value
 
+    @model_validator(mode="after")
+    def _models_can_load(self) -> Settings:
+        """A configuration that cannot work fails here, at start, saying what to set.
+
+        Every source in FARM_MODELS must parse. FARM_MODEL may name one of them, or be a
+        model source itself (a folder, ``simulated:0.25``, a Hub id): then it is enabled
+        under its own name, as if FARM_MODELS listed it.
+        """
+        for name, source in self.models.items():
+            try:
+                parse_model_source(source)
+            except ValueError as exc:
+                raise ValueError(f"FARM_MODELS[{name!r}]: {exc}") from None
+        if self.model not in self.models:
+            try:
+                parse_model_source(self.model)
+            except ValueError:
+                enabled = ", ".join(sorted(self.models)) or "none"
+                raise ValueError(
+                    f"FARM_MODEL={self.model!r} is neither a name in FARM_MODELS (enabled: "
+                    f"{enabled}) nor a model source: set FARM_MODEL to one of those names, or "
+                    "add it to FARM_MODELS as a JSON object of name -> source"
+                ) from None
+            self.models = {**self.models, self.model: self.model}
+        return self
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any, info: ValidationInfo) -> Any:
@@ -156,6 +185,8 @@ class Settings(BaseSettings):
             max_grid_cells=self.max_grid_cells,
             max_prompts=self.max_prompts,
             max_prompt_chars=self.max_prompt_chars,
+            max_prompt_chunks=self.max_prompt_chunks,
+            max_job_text_chars=self.max_job_text_chars,
             max_seeds=self.max_seeds,
             max_steps=self.max_steps,
             max_bulk_jobs=self.max_bulk_jobs,

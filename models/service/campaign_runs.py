@@ -26,7 +26,7 @@ from models.db.campaigns import (
     compute_next_fire,
     schedule_state,
 )
-from models.db.jobs import NewJob, cancel_job, create_jobs
+from models.db.jobs import cancel_job
 from models.db.tables import Campaign, CampaignRun, Job
 from models.domain.schedule import (
     OverlapPolicy,
@@ -37,9 +37,9 @@ from models.domain.schedule import (
     should_pause,
 )
 from models.domain.seed_policy import run_seeds
-from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
+from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import JobStatus
-from models.infra.settings import Settings
+from models.service.submit import JobRequest, QuotaExceeded, Submitter
 
 MAX_LABELS = 50
 _SKIP_REASONS: dict[str, str] = {
@@ -86,35 +86,41 @@ def run_spec(campaign: Campaign, scheduled_for: datetime) -> JobSpec:
     )
 
 
-def _refusal(campaign: Campaign, spec: JobSpec, settings: Settings) -> str | None:
+def _refusal(campaign: Campaign, spec: JobSpec, submitter: Submitter) -> str | None:
     """Why this run may not render (limits can change after the campaign was accepted)."""
     cells = spec.cell_count()
     if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
         return f"the grid has {cells} images; max_images_per_run is {campaign.max_images_per_run}"
     try:
-        check_limits(spec, settings.limits)
+        submitter.check(spec)
     except SpecError as exc:
         return str(exc)
     return None
 
 
 def _start(
-    session: Session, *, campaign: Campaign, run: CampaignRun, settings: Settings, now: datetime
+    session: Session, *, campaign: Campaign, run: CampaignRun, submitter: Submitter, now: datetime
 ) -> tuple[Job | None, Publication | None]:
-    """Create the run's job (or refuse the run, with its reason)."""
+    """Create the run's job through the submit path, or refuse the run with its reason.
+
+    A quota refusal is recorded for a scheduled tick; a manual or backfill run raises
+    ``QuotaExceeded`` to its caller instead (models/service/submit.py).
+    """
     spec = run_spec(campaign, run.scheduled_for)
-    reason = _refusal(campaign, spec, settings)
+    reason = _refusal(campaign, spec, submitter)
+    key = f"campaign:{campaign.id}:{run.scheduled_for.isoformat()}"
+    if reason is None:
+        try:
+            [created] = submitter.create(
+                session, tenant_id=campaign.tenant_id, requests=[JobRequest(spec, key)]
+            )
+        except QuotaExceeded as exc:
+            if run.origin != RunOrigin.SCHEDULE:
+                raise
+            reason = f"quota: {exc.message}"
     if reason is not None:
         run.status, run.reason, run.finished_at = RunStatus.REFUSED.value, reason, now
         return None, None
-    key = f"campaign:{campaign.id}:{run.scheduled_for.isoformat()}"
-    [created] = create_jobs(
-        session,
-        tenant_id=campaign.tenant_id,
-        requests=[NewJob(spec, idempotency_key=key)],
-        default_model=settings.model,
-        batch_size=settings.batch_size,
-    )
     run.job_id, run.status, run.started_at = created.job.id, RunStatus.STARTED.value, now
     run.reason = run.finished_at = None
     return created.job, Publication(created.job.model, created.shard_ids)
@@ -148,7 +154,7 @@ def record_tick(
     scheduled_for: datetime,
     origin: RunOrigin,
     action: TickActionKind,
-    settings: Settings,
+    submitter: Submitter,
     now: datetime,
 ) -> RunResult:
     """Materialise one tick as the plan says: start, buffer, cancel others, or a skip."""
@@ -165,7 +171,7 @@ def record_tick(
     if action in ("start", "cancel_other_then_start"):
         if action == "cancel_other_then_start":
             _cancel_others(session, campaign=campaign)
-        job, publication = _start(session, campaign=campaign, run=run, settings=settings, now=now)
+        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
     elif action == "buffer":
         run.status = RunStatus.BUFFERED.value
     else:
@@ -176,7 +182,7 @@ def record_tick(
 
 
 def fire_due(
-    session: Session, *, campaign: Campaign, settings: Settings, now: datetime
+    session: Session, *, campaign: Campaign, submitter: Submitter, now: datetime
 ) -> list[RunResult]:
     """Record every due tick of a locked campaign and advance its watermark."""
     running, buffered = active_counts(session, campaign_id=campaign.id)
@@ -197,7 +203,7 @@ def fire_due(
             scheduled_for=a.scheduled_for,
             origin=RunOrigin.SCHEDULE,
             action=a.action,
-            settings=settings,
+            submitter=submitter,
             now=now,
         )
         for a in plan.actions
@@ -209,7 +215,7 @@ def fire_due(
 
 
 def settle(
-    session: Session, *, campaign: Campaign, settings: Settings, now: datetime
+    session: Session, *, campaign: Campaign, submitter: Submitter, now: datetime
 ) -> list[RunResult]:
     """Close runs whose job finished (pausing on failure), then start a buffered run if idle."""
     finished = session.execute(
@@ -238,7 +244,7 @@ def settle(
             .order_by(CampaignRun.scheduled_for)
             .limit(1)
         ).one()
-        job, publication = _start(session, campaign=campaign, run=run, settings=settings, now=now)
+        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
         session.flush()
         started.append(RunResult(run, job, publication))
     return started
@@ -249,7 +255,7 @@ def trigger(
     *,
     campaign: Campaign,
     overlap: OverlapPolicy | None,
-    settings: Settings,
+    submitter: Submitter,
     now: datetime,
 ) -> RunResult:
     """Run now (paused or not): one tick at ``now`` through the overlap policy."""
@@ -261,7 +267,7 @@ def trigger(
         scheduled_for=now,
         origin=RunOrigin.MANUAL,
         action=action,
-        settings=settings,
+        submitter=submitter,
         now=now,
     )
 
@@ -273,20 +279,24 @@ class PlannedRun:
 
 
 def plan_backfill(
-    campaign: Campaign, *, start: datetime, end: datetime, settings: Settings, now: datetime
+    campaign: Campaign, *, start: datetime, end: datetime, submitter: Submitter, now: datetime
 ) -> list[PlannedRun]:
     """The ticks in ``[start, end)`` and the seeds each would render (SpecError if too big)."""
     if end > now:
         raise SpecError([FieldError("end", "a backfill renders past ticks; end is in the future")])
     try:
         ticks = backfill_ticks(
-            campaign.schedule, campaign.timezone, start, end, max_ticks=settings.max_bulk_jobs
+            campaign.schedule,
+            campaign.timezone,
+            start,
+            end,
+            max_ticks=submitter.settings.max_bulk_jobs,
         )
     except ValueError as exc:
         raise SpecError([FieldError("end", str(exc))]) from None
     spec = JobSpec.model_validate(campaign.spec)
     cells = len(ticks) * spec.cell_count()
-    if cells > settings.max_grid_cells * 10:
+    if cells > submitter.settings.max_grid_cells * 10:
         raise SpecError([FieldError("end", f"the range renders {cells} images; too many at once")])
     spec_seeds = spec.seed_list()
     return [
@@ -300,7 +310,7 @@ def backfill(
     *,
     campaign: Campaign,
     ticks: list[datetime],
-    settings: Settings,
+    submitter: Submitter,
     now: datetime,
 ) -> list[RunResult]:
     """Render each tick that has no job yet (every tick starts: overlap allow_all).
@@ -327,7 +337,7 @@ def backfill(
                     scheduled_for=tick,
                     origin=RunOrigin.BACKFILL,
                     action="start",
-                    settings=settings,
+                    submitter=submitter,
                     now=now,
                 )
             )
@@ -337,7 +347,7 @@ def backfill(
             results.append(RunResult(run, job, None, existing=True))
             continue
         run.origin = RunOrigin.BACKFILL.value
-        job, publication = _start(session, campaign=campaign, run=run, settings=settings, now=now)
+        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
         session.flush()
         results.append(RunResult(run, job, publication))
     return results

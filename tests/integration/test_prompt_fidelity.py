@@ -128,7 +128,7 @@ def test_every_png_carries_its_cell(
                 assert params.hires_scale is None and params.emphasis == "original"
             else:
                 assert png.size == (1920, 800)  # 1536x640 × 1.25: Size keeps the first pass
-                assert (params.hires_scale, params.denoising_strength) == (1.25, 0.5)
+                assert (params.hires_scale, params.hires_strength) == (1.25, 0.5)
                 assert (params.hires_steps, params.emphasis) == (2, "no_norm")
         if job is jobs[0]:
             axes = [(c["prompt_index"], c["sampler"], c["steps"]) for c in cells]

@@ -11,9 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.tables import Item
-from models.domain.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS, image_seconds
-from models.domain.grid import Cell, expand, plan_shards, resolve
-from models.domain.spec import JobSpec, SpecError, check_limits
+from models.domain.buckets import parse_bucket
+from models.domain.cells import Cell, render_key
+from models.domain.estimate import image_seconds
+from models.domain.grid import expand, plan_shards, resolve
+from models.domain.limits import check_limits
+from models.domain.spec import AXIS_ORDER, JobSpec, SpecError
 from models.infra.settings import Settings
 from tests.conftest import ApiClient
 
@@ -131,7 +134,7 @@ def test_shards_never_mix_render_settings() -> None:
     by_index = {c.index: c for c in cells}
     assert sorted(i for s in shards for i in s.cell_indices) == list(range(128))
     for shard in shards:
-        assert len({by_index[i].render_key for i in shard.cell_indices}) == 1
+        assert len({render_key(by_index[i]) for i in shard.cell_indices}) == 1
 
 
 @pytest.mark.parametrize(
@@ -222,7 +225,7 @@ def test_cells_are_stored_with_their_axis_values(
 
 def test_the_estimate_scales_with_steps_cfg_and_hires() -> None:
     [cell] = cells_of({"prompts": ["a"], "seeds": [1]})
-    assert image_seconds(cell) == pytest.approx(SECONDS_PER_IMAGE_28_STEPS["1024x1024"])
+    assert image_seconds(cell) == pytest.approx(parse_bucket("1024x1024").seconds_28)
     [fewer] = cells_of({"prompts": ["a"], "seeds": [1], "steps": 14})
     assert 0.5 * image_seconds(cell) < image_seconds(fewer) < 0.53 * image_seconds(cell)
     [no_cfg] = cells_of({"prompts": ["a"], "seeds": [1], "guidance_scale": 1.0})
@@ -230,3 +233,5 @@ def test_the_estimate_scales_with_steps_cfg_and_hires() -> None:
     [hires] = cells_of({"prompts": ["a"], "seeds": [1], "hires": {"scale": 1.5}})
     # A second pass of 28 steps at 2.25× the pixels: about 3.2× the plain image.
     assert 3.0 * image_seconds(cell) < image_seconds(hires) < 3.4 * image_seconds(cell)
+    # Each 75-token chunk past the first adds about 1.25% of the UNet's work.
+    assert 1.01 * image_seconds(cell) < image_seconds(cell, 2) < 1.015 * image_seconds(cell)

@@ -33,6 +33,7 @@ from models.domain.seed_policy import date_seed
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
 from models.service.campaign_runs import RunResult, backfill, plan_backfill, record_tick, trigger
+from models.service.submit import Submitter
 
 MODEL = "campaign-test"  # no worker serves it: nothing here is ever rendered
 T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
@@ -65,6 +66,10 @@ class Scheduler:
             )
             self.made.append(row.id)
             return row.id
+
+    @property
+    def submitter(self) -> Submitter:
+        return Submitter(self.settings, self.publisher)
 
     def tick(self, now: datetime) -> list[RunResult]:
         results = tick(self.sessions, settings=self.settings, publisher=self.publisher, now=now)
@@ -272,7 +277,9 @@ def test_trigger_runs_now_even_when_paused(sched: Scheduler) -> None:
     with sched.sessions.begin() as session:
         campaign = session.get(Campaign, cid)
         assert campaign is not None
-        result = trigger(session, campaign=campaign, overlap=None, settings=sched.settings, now=now)
+        result = trigger(
+            session, campaign=campaign, overlap=None, submitter=sched.submitter, now=now
+        )
     assert result.run.origin == "manual" and result.run.scheduled_for == now
     assert result.job is not None
     assert sched.tick(at(3)) == []  # still paused
@@ -282,12 +289,12 @@ def _backfill(sched: Scheduler, cid: uuid.UUID, start: datetime, end: datetime) 
     with sched.sessions.begin() as session:
         campaign = session.get(Campaign, cid)
         assert campaign is not None
-        planned = plan_backfill(campaign, start=start, end=end, settings=sched.settings, now=end)
+        planned = plan_backfill(campaign, start=start, end=end, submitter=sched.submitter, now=end)
         return backfill(
             session,
             campaign=campaign,
             ticks=[p.scheduled_for for p in planned],
-            settings=sched.settings,
+            submitter=sched.submitter,
             now=end,
         )
 
@@ -359,7 +366,7 @@ def test_a_second_run_for_a_tick_is_refused_by_the_database(sched: Scheduler) ->
                 scheduled_for=at(1, 0),
                 origin=RunOrigin.SCHEDULE,
                 action="skip_overlap",
-                settings=sched.settings,
+                submitter=sched.submitter,
                 now=at(1, 2),
             )
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from models.db.jobs import _ITEM_COLUMNS, _item_lines, _item_rows
+from models.db.cell_rows import COPY_COLUMNS, copy_lines, insert_rows
+from models.domain.cells import CELL_FIELDS
 from models.domain.grid import expand, plan_shards, resolve
 from models.domain.spec import JobSpec
 
@@ -65,10 +66,20 @@ def test_copy_lines_hold_the_portable_rows(body: dict[str, Any]) -> None:
     cells = expand(resolve(JobSpec.model_validate(body), default_model="m"))
     shard_of = {i: s.index for s in plan_shards(cells, batch_size=4) for i in s.cell_indices}
     job_id = uuid.uuid4()
-    lines = _item_lines(job_id, cells, shard_of).split("\n")
+    lines = copy_lines(job_id, cells, shard_of).split("\n")
     assert lines.pop() == ""  # every row ends with a newline
-    rows = _item_rows(job_id, cells, shard_of)
+    rows = insert_rows(job_id, cells, shard_of)
     assert len(lines) == len(rows) == len(cells)
+    # Both carry every field of the cell schema, and nothing else but these four.
+    assert (
+        set(COPY_COLUMNS)
+        == set(rows[0])
+        == {*CELL_FIELDS, "job_id", "shard_index"}
+        | {
+            "status",
+            "attempts",
+        }
+    )
     for line, row in zip(lines, rows, strict=True):
         fields = [_field(f) for f in line.split("\t")]
-        assert fields == [_as_text(row[column]) for column in _ITEM_COLUMNS]
+        assert fields == [_as_text(row[column]) for column in COPY_COLUMNS]

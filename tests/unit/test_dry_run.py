@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.tables import Item, Job, Shard
-from models.domain.axes import AXIS_ORDER, SECONDS_PER_IMAGE_28_STEPS
+from models.domain.buckets import parse_bucket
+from models.domain.spec import AXIS_ORDER
 from tests.conftest import ApiClient
 
 GRID: dict[str, Any] = {
@@ -49,9 +50,7 @@ def test_dry_run_counts_and_creates_nothing(
     }
     assert list(body["axes"]) == list(AXIS_ORDER)  # outermost first, as documented
     # 28 steps with CFG: each cell costs its bucket's table time.
-    expected = 24 * (
-        SECONDS_PER_IMAGE_28_STEPS["1024x1024"] + SECONDS_PER_IMAGE_28_STEPS["832x1216"]
-    )
+    expected = 24 * (parse_bucket("1024x1024").seconds_28 + parse_bucket("832x1216").seconds_28)
     assert body["estimated_gpu_seconds"] == pytest.approx(expected, abs=0.1)
     assert "id" not in body and "location" not in response.headers
     assert counts(sessions) == before
@@ -70,7 +69,7 @@ def test_dry_run_scales_the_estimate_with_steps(api: ApiClient) -> None:
         value: float = response.json()["estimated_gpu_seconds"]
         return value
 
-    assert estimate(28) == pytest.approx(SECONDS_PER_IMAGE_28_STEPS["1024x1024"], abs=0.05)
+    assert estimate(28) == pytest.approx(parse_bucket("1024x1024").seconds_28, abs=0.05)
     assert estimate(56) == pytest.approx(2 * estimate(28), rel=0.05)
 
 

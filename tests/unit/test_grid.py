@@ -11,6 +11,12 @@ from models.domain.spec import JobSpec
 def test_the_card_has_nine_buckets_all_multiples_of_64() -> None:
     assert len(BUCKETS) == 9
     assert all(b.width % 64 == 0 and b.height % 64 == 0 for b in BUCKETS)
+    # Each carries its cost for the dry run's estimate: within 10% of its pixel share
+    # of the 1024² bucket's (the derivation in models/domain/buckets.py).
+    square = parse_bucket("1024x1024")
+    for b in BUCKETS:
+        share = b.width * b.height / (square.width * square.height)
+        assert 0.9 * share * square.seconds_28 < b.seconds_28 <= 1.1 * share * square.seconds_28
     assert {b.name for b in BUCKETS} >= {"1024x1024", "832x1216", "640x1536"}
 
 
@@ -39,7 +45,12 @@ def test_defaults_come_from_the_model_card() -> None:
     grid = resolve(spec, default_model="animagine-xl-3.1")
     assert grid.prompts == [f"{QUALITY_TAGS}, 1girl, solo"]
     assert grid.negative_prompt == DEFAULT_NEGATIVE_PROMPT
-    assert (grid.steps, grid.guidance_scale, grid.sampler) == (28, 7.0, "euler_a")
+    settings = grid.settings
+    assert (settings["steps"], settings["guidance_scale"], settings["sampler"]) == (
+        28,
+        7.0,
+        "euler_a",
+    )
     assert grid.buckets == ["1024x1024"]
     assert grid.model == "animagine-xl-3.1"
     assert len(grid.seeds) == 1 and 0 <= grid.seeds[0] < 2**32  # -1 became a real seed

@@ -11,11 +11,11 @@ import pytest
 from diffusers import StableDiffusionXLPipeline
 
 from models.domain.infotext import RenderParameters, format_infotext, parse_infotext
-from worker.hires import HiresParams, hires_size, img2img_schedule
+from worker.hires import hires_size, img2img_schedule
 from worker.renderer import DiffusersRenderer, RenderBatch, SimulatedRenderer
 from worker.tiny_sdxl import build_tiny_sdxl
 
-BATCH = RenderBatch(
+BATCH = RenderBatch.of(
     prompts=["1girl, solo"],
     negative_prompts=["lowres"],
     seeds=[9],
@@ -24,7 +24,8 @@ BATCH = RenderBatch(
     steps=2,
     guidance_scale=7.0,
     sampler="euler_a",
-    hires=HiresParams(scale=1.5, strength=0.55),
+    hires_scale=1.5,
+    hires_strength=0.55,
 )
 
 
@@ -90,21 +91,22 @@ def test_hires_renders_at_the_scaled_size_with_shared_modules(
     # Same seed, same pixels; a different strength, different pixels.
     [again] = renderer.render(BATCH)
     np.testing.assert_array_equal(np.asarray(image), np.asarray(again))
-    stronger = HiresParams(scale=1.5, strength=0.9)
-    [other] = renderer.render(replace(BATCH, hires=stronger))
+    [other] = renderer.render(BATCH.with_fields(hires_strength=0.9))
     assert not np.array_equal(np.asarray(image), np.asarray(other))
 
 
 def test_hires_steps_are_the_steps_the_second_pass_runs(
     pipe: StableDiffusionXLPipeline, renderer: DiffusersRenderer
 ) -> None:
-    batch = replace(BATCH, hires=HiresParams(1.25, 0.5, steps=3), sampler="dpmpp_2m")
+    batch = BATCH.with_fields(
+        hires_scale=1.25, hires_strength=0.5, hires_steps=3, sampler="dpmpp_2m"
+    )
     with unet_calls(pipe) as calls:
         [image] = renderer.render(batch)
     assert len(calls) == 2 + 3
     assert image.size == (80, 80)
     # A plain render after a hi-res one is unaffected by it.
-    plain = replace(BATCH, hires=None, sampler="dpmpp_2m")
+    plain = BATCH.with_fields(hires_scale=None, hires_strength=None, sampler="dpmpp_2m")
     fresh = DiffusersRenderer(pipe, model_name="tiny-sdxl")
     [a], [b] = renderer.render(plain), fresh.render(plain)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -129,7 +131,7 @@ def test_infotext_records_hires_like_a1111() -> None:
         emphasis="no_norm",
         hires_scale=1.5,
         hires_steps=12,
-        denoising_strength=0.55,
+        hires_strength=0.55,
     )
     text = format_infotext(params)
     assert text.endswith(

@@ -11,12 +11,8 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import save_file
 
-from worker.model_loading import (
-    ModelSource,
-    load_pipeline,
-    model_fingerprint,
-    parse_model_source,
-)
+from models.domain.model_sources import ModelSource, parse_model_source
+from worker.model_loading import load_pipeline, model_fingerprint
 from worker.tiny_sdxl import build_tiny_sdxl, ensure_tiny_sdxl
 
 pytestmark = [

@@ -14,10 +14,9 @@ import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
 
+from models.domain.prompt_chunks import CHUNK_LENGTH, PromptChunk
 from models.domain.prompt_syntax import parse_prompt_attention
 from worker.prompt_encoding import (
-    CHUNK_LENGTH,
-    PromptChunk,
     PromptEncoder,
     apply_emphasis,
     padded_ids,

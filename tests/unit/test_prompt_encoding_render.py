@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,11 +12,12 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 
+from models.domain.cells import SHARED_FIELDS
 from worker.renderer import DiffusersRenderer, RenderBatch
 from worker.tiny_sdxl import build_tiny_sdxl
 
 LONG_PROMPT = ", ".join(["long hair", "blue eyes", "smile", "solo", "school uniform"] * 14)
-BATCH = RenderBatch(
+BATCH = RenderBatch.of(
     prompts=["1girl, solo"],
     negative_prompts=["lowres, bad anatomy"],
     seeds=[5],
@@ -46,8 +46,10 @@ def pixels(image: Image.Image) -> np.ndarray:
 def render(renderer: DiffusersRenderer, *prompts: str, **changes: Any) -> list[np.ndarray]:
     negatives = changes.pop("negative_prompts", [BATCH.negative_prompts[0]] * len(prompts))
     seeds = changes.pop("seeds", [BATCH.seeds[0]] * len(prompts))
-    batch = replace(
-        BATCH, prompts=list(prompts), negative_prompts=negatives, seeds=seeds, **changes
+    shared = {name: getattr(BATCH.first, name) for name in SHARED_FIELDS}
+    shared.pop("negative_prompt")
+    batch = RenderBatch.of(
+        prompts=list(prompts), negative_prompts=negatives, seeds=seeds, **{**shared, **changes}
     )
     return [pixels(image) for image in renderer.render(batch)]
 

@@ -16,7 +16,7 @@ from worker.tiny_sdxl import build_tiny_sdxl
 
 
 def batch(seeds: list[int], steps: int = 6) -> RenderBatch:
-    return RenderBatch(
+    return RenderBatch.of(
         prompts=["1girl"] * len(seeds),
         negative_prompts=["lowres"] * len(seeds),
         seeds=seeds,
