@@ -13,70 +13,22 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.db.tables import Job, Shard
-from models.domain.status import JobStatus, ShardStatus
+from models.db.farm_metrics import FarmSnapshot, read_snapshot
 from models.infra import metric_names as names
 from models.infra.log_setup import log_context
 
 log = logging.getLogger(__name__)
 
 CACHE_S = 10.0  # Prometheus scrapes every 15-60 s; several API replicas share the load
-_ACTIVE_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING)
-
-
-@dataclass(frozen=True)
-class FarmSnapshot:
-    queue_depth: dict[str, int]  # model -> shards queued
-    cells: dict[str, int]  # status -> cells
-
-
-def read_snapshot(session: Session, *, models: Collection[str]) -> FarmSnapshot:
-    """Queue depth per model and cells per status, from counters and indexes only."""
-    # Both walk ix_shards_claim (model, status, ...): cost follows the queue, not history.
-    queued_shards: dict[str, int] = dict(
-        session.execute(
-            select(Shard.model, func.count())
-            .where(Shard.model.in_(models), Shard.status == ShardStatus.QUEUED)
-            .group_by(Shard.model)
-        ).all()
-    )
-    running_cells = session.scalar(
-        select(func.coalesce(func.sum(Shard.size), 0)).where(
-            Shard.model.in_(models), Shard.status == ShardStatus.RUNNING
-        )
-    )
-    # One pass over jobs (one row per job, not per cell): the counters the runner keeps.
-    unfinished = Job.total - Job.done - Job.failed - Job.cancelled
-    pending, done, failed, cancelled = session.execute(
-        select(
-            func.coalesce(func.sum(case((Job.status.in_(_ACTIVE_JOBS), unfinished), else_=0)), 0),
-            func.coalesce(func.sum(Job.done), 0),
-            func.coalesce(func.sum(Job.failed), 0),
-            func.coalesce(func.sum(Job.cancelled), 0),
-        )
-    ).one()
-    running = min(int(running_cells or 0), int(pending))  # a retried shard has done cells too
-    return FarmSnapshot(
-        queue_depth={model: int(queued_shards.get(model, 0)) for model in models},
-        cells={
-            "queued": int(pending) - running,
-            "running": running,
-            "done": int(done),
-            "failed": int(failed),
-            "cancelled": int(cancelled),
-        },
-    )
 
 
 class FarmGauges(Collector):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench._common import emit, migrated_postgres
 from models.db.jobs import NewJob, create_jobs, list_items
 from models.db.keys import ensure_tenant
+from models.db.reconcile import queued_counts, queued_ids, release_expired_leases
 from models.db.session import make_engine, make_session_factory
 from models.db.shards import (
     CellResult,
@@ -37,7 +38,6 @@ from models.db.shards import (
 from models.db.tables import Job, utcnow
 from models.domain.spec import JobSpec
 from models.infra.settings import normalize_database_url
-from worker.reconciler import queued_counts, queued_ids, release_expired_leases
 
 MODEL = "bench-model"
 

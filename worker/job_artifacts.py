@@ -3,56 +3,46 @@
 The writer thread only hands events over (microseconds per shard); everything
 else runs on this listener's own thread, so the writer keeps pace with the GPU:
 
-- per cell, a 256 px JPEG thumbnail from the in-memory image (``thumbs/``);
+- per cell, a 256 px JPEG thumbnail from the in-memory image (``thumbs/``,
+  worker/thumbnails.py);
 - per prompt, its contact sheet, composed from thumbnails *in storage* (shards of
   one prompt may land on different workers), when the prompt's cells are all in,
-  and while it renders at most every ``sheet_interval_s`` (and never more than a
-  tenth of this thread's time);
-- at job end, every sheet once more, then ``manifest.json`` and ``index.html``.
+  and while it renders at most every ``sheet_interval_s`` (worker/sheets.py);
+- at job end, every sheet once more, then ``manifest.json`` and ``index.html``
+  (worker/job_end.py).
 
 Everything is a pure function of stored state, so any worker may (re)write it.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import math
-import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 
 from PIL import Image
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
 from models.db.shards import CellResult, ClaimedShard
-from models.db.tables import Item, Job
-from models.domain.buckets import parse_bucket
-from models.domain.status import CellStatus, JobStatus
+from models.domain.status import JobStatus
 from models.infra.settings import Settings
-from models.infra.storage import (
-    GALLERY_NAME,
-    MANIFEST_NAME,
-    Storage,
-    job_folder,
-    sheet_name,
-    thumb_name,
-)
-from worker.contact_sheet import compose_sheet, encode_sheet, make_thumbnail
-from worker.gallery import build_gallery
-from worker.manifest import build_manifest, encode_manifest, relative_file
+from models.infra.storage import Storage, sheet_name
+from worker.job_end import job_manifest, model_revision_of, write_job_files
+from worker.job_layout import JobLayout, load_layout
+from worker.sheets import SheetId, SheetSchedule, draw_sheet
+from worker.stage import Stage
+from worker.thumbnails import ThumbnailCache, store_thumbnail, stored_thumbnail
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # landed shards taken together when this thread falls behind
-THUMB_CACHE_BYTES = 64 * 2**20  # this worker's recent thumbnails, so sheets rarely re-read them
-_STOP = object()
+MAX_LAYOUTS = 64  # jobs this worker keeps current at once; the oldest is forgotten
 
 
 @dataclass(frozen=True)
@@ -69,27 +59,6 @@ class _Finished:
     tenant_id: uuid.UUID
 
 
-@dataclass(frozen=True)
-class _Layout:
-    folder: str
-    prompts: list[str]  # as the client wrote them (sheet titles)
-    buckets: list[str]
-    seeds: list[int]
-    model: str
-    variants: int  # cells per (prompt, bucket, seed): the innermost axes (sampler, steps, ...)
-
-    def prompt_of(self, index: int) -> int:
-        return index // (len(self.buckets) * len(self.seeds) * self.variants)
-
-
-@dataclass
-class _SheetState:
-    dirty: bool = False
-    composed_at: float = -math.inf
-    cost_s: float = 0.0
-    complete: bool = False
-
-
 @dataclass
 class _Counters:
     thumbs: int = 0
@@ -98,26 +67,6 @@ class _Counters:
     stripped_images: int = 0  # cells whose thumbnail had to come from the stored PNG
     landed_batches: int = 0  # times landed shards were handled (several at once when behind)
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def model_revision_of(settings: Settings) -> Callable[[str], str]:
-    """The manifest's model revision (see ``model_fingerprint``), computed once per model."""
-
-    @lru_cache(maxsize=16)
-    def revision(name: str) -> str:
-        source = settings.models.get(name, name)
-        if source.startswith("simulated"):
-            return source  # no weights; don't import torch for it
-        try:
-            from models.domain.model_sources import parse_model_source
-            from worker.model_loading import model_fingerprint
-
-            return model_fingerprint(parse_model_source(source), cache_dir=settings.models_dir)
-        except Exception:
-            log.exception("no revision for model %s", name)
-            return "unknown"
-
-    return revision
 
 
 class JobArtifacts:
@@ -134,19 +83,22 @@ class JobArtifacts:
         self.sessions = sessions
         self.storage = storage
         self.model_revision = model_revision or model_revision_of(settings)
-        self.interval_s = settings.sheet_interval_s
         self.max_rows = settings.sheet_max_rows
         self.max_queued_images = max_queued_images
         self.counters = _Counters()
-        self._queue: queue.Queue[object] = queue.Queue()
         self._queued_images = 0
         self._lock = threading.Lock()
-        self._layouts: OrderedDict[uuid.UUID, _Layout] = OrderedDict()
-        self._thumbs: OrderedDict[tuple[uuid.UUID, int], bytes] = OrderedDict()
-        self._thumb_bytes = 0
-        self._sheets: dict[tuple[uuid.UUID, int], _SheetState] = {}
-        self._thread = threading.Thread(target=self._loop, name="job-artifacts", daemon=True)
-        self._thread.start()
+        self._layouts: OrderedDict[uuid.UUID, JobLayout] = OrderedDict()
+        self._thumbs = ThumbnailCache()
+        self._sheets = SheetSchedule(settings.sheet_interval_s)
+        # Unbounded: the writer never waits here (it sheds images instead, below).
+        self._stage: Stage[_Landed | _Finished] = Stage(
+            self._handle,
+            name="job-artifacts",
+            max_batch=MAX_BATCH,
+            wait_s=self._sheets.wait_s,
+            on_idle=self._compose_due,
+        )
 
     # -- ShardListener (writer thread): hand over, never block ---------------------
 
@@ -159,54 +111,36 @@ class JobArtifacts:
             else:  # far behind: let the thumbnail come from the stored PNG instead
                 self.counters.stripped_images += images
         cells = [(r.index, r.key, r.image if keep else None) for r in results]
-        self._queue.put(_Landed(shard.job_id, shard.tenant_id, cells, images if keep else 0))
+        self._stage.submit(_Landed(shard.job_id, shard.tenant_id, cells, images if keep else 0))
 
     def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None:
-        self._queue.put(_Finished(shard.job_id, shard.tenant_id))
+        self._stage.submit(_Finished(shard.job_id, shard.tenant_id))
 
     def drain(self) -> None:
         """Wait until everything handed over so far is written."""
-        self._queue.join()
+        self._stage.drain()
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        self._stage.close()
+        # The thread has ended: the sheets still waiting for their turn are drawn now.
+        self._guarded(partial(self._compose_due, force=True))
 
     # -- own thread ------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                event = self._queue.get(timeout=self._wait_s())
-            except queue.Empty:
-                self._guarded(self._compose_due)
+    def _handle(self, events: list[_Landed | _Finished]) -> None:
+        # Shards that landed while this thread was busy are taken together: one "which
+        # prompts are complete" query per job, not one per shard. Order holds: a run of
+        # landed shards is handled before the finished job that follows it.
+        landed: list[_Landed] = []
+        for event in events:
+            if isinstance(event, _Landed):
+                landed.append(event)
                 continue
-            # Shards that landed while this thread was busy are taken together: one
-            # "which prompts are complete" query per job, not one per shard. Only the
-            # last event taken can be something else (it ends the batch), so order holds.
-            events: list[object] = [event]
-            while isinstance(events[-1], _Landed) and len(events) < MAX_BATCH:
-                try:
-                    events.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                landed = [e for e in events if isinstance(e, _Landed)]
-                if landed:
-                    self._guarded(partial(self._landed_all, landed))
-                    with self._lock:
-                        self._queued_images -= sum(e.held for e in landed)
-                last = events[-1]
-                if last is _STOP:
-                    self._guarded(partial(self._compose_due, force=True))
-                    return
-                if isinstance(last, _Finished):
-                    self._guarded(partial(self._finished, last))
-                self._guarded(self._compose_due)
-            finally:
-                for _ in events:
-                    self._queue.task_done()
+            self._landed_run(landed)
+            landed = []
+            self._guarded(partial(self._finished, event))
+        self._landed_run(landed)
+        self._guarded(self._compose_due)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
@@ -218,21 +152,12 @@ class JobArtifacts:
         spent = self.counters.seconds.get(name, 0.0) + time.perf_counter() - started
         self.counters.seconds[name] = spent
 
-    def _wait_s(self) -> float | None:
-        dirty = self._dirty_sheets()
-        due = [self._due_at(s, dirty) for s in self._sheets.values() if s.dirty]
-        if not due:
-            return None
-        return max(0.01, min(due) - time.monotonic())
-
-    def _dirty_sheets(self) -> int:
-        return sum(s.dirty for s in self._sheets.values())
-
-    def _due_at(self, state: _SheetState, dirty: int) -> float:
-        # Each of the ``dirty`` sheets waits ten times its cost per sheet kept current:
-        # all of them together take at most a tenth of this thread's time (a grid of
-        # many long prompts would otherwise spend it all redrawing sheets).
-        return state.composed_at + max(self.interval_s, 10 * state.cost_s * max(1, dirty))
+    def _landed_run(self, events: list[_Landed]) -> None:
+        if not events:
+            return
+        self._guarded(partial(self._landed_all, events))
+        with self._lock:
+            self._queued_images -= sum(e.held for e in events)
 
     def _landed_all(self, events: list[_Landed]) -> None:
         self.counters.landed_batches += 1
@@ -254,44 +179,23 @@ class JobArtifacts:
             if image is None:
                 continue
             started = time.perf_counter()
-            data = make_thumbnail(image)
-            thumb = f"{layout.folder}/{thumb_name(relative_file(key, layout.folder))}"
-            self.storage.put(thumb, data, content_type="image/jpeg")
-            self._remember(first.job_id, index, data)
+            data = store_thumbnail(self.storage, layout.thumb_key(key), image)
+            self._thumbs.put(first.job_id, index, data)
             self.counters.thumbs += 1
             self._timed("thumbs", started)
-        complete = self._complete_prompts(first.job_id, layout, touched)
-        for prompt in touched:
-            state = self._sheets.setdefault((first.job_id, prompt), _SheetState())
-            state.dirty = True
-            if prompt in complete and not state.complete:
-                state.complete = True
-                state.composed_at = -math.inf  # the prompt's last cell: compose now
-
-    def _complete_prompts(self, job_id: uuid.UUID, layout: _Layout, prompts: set[int]) -> set[int]:
-        per_prompt = len(layout.buckets) * len(layout.seeds) * layout.variants
         with self.sessions() as session:
-            rows = session.execute(
-                select(Item.prompt_index, func.count())
-                .where(
-                    Item.job_id == job_id,
-                    Item.prompt_index.in_(prompts),
-                    Item.status != CellStatus.QUEUED,
-                )
-                .group_by(Item.prompt_index)
-            ).all()
-        return {prompt for prompt, count in rows if count >= per_prompt}
+            settled = settled_per_prompt(session, job_id=first.job_id, prompts=touched)
+        for prompt in touched:
+            complete = settled.get(prompt, 0) >= layout.per_prompt
+            self._sheets.landed((first.job_id, prompt), complete=complete)
 
     def _compose_due(self, force: bool = False) -> None:
-        now = time.monotonic()
-        dirty = self._dirty_sheets()
-        for (job_id, prompt), state in list(self._sheets.items()):
-            if state.dirty and (force or now >= self._due_at(state, dirty)):
-                layout = self._layouts.get(job_id)
-                if layout is None:  # forgotten (finished, or evicted): nothing to keep current
-                    del self._sheets[(job_id, prompt)]
-                else:
-                    self._compose(job_id, prompt, layout, state)
+        for sheet in self._sheets.due(force=force):
+            layout = self._layouts.get(sheet[0])
+            if layout is None:  # forgotten (finished, or evicted): nothing to keep current
+                self._sheets.forget(sheet[0])
+            else:
+                self._compose(sheet, layout)
 
     def _finished(self, event: _Finished) -> None:
         layout = self._layout(event.job_id, event.tenant_id)
@@ -299,146 +203,75 @@ class JobArtifacts:
             return
         started = time.perf_counter()
         for prompt in range(len(layout.prompts)):
-            state = self._sheets.setdefault((event.job_id, prompt), _SheetState())
-            self._compose(event.job_id, prompt, layout, state)
+            self._compose((event.job_id, prompt), layout)
         with self.sessions() as session:
-            job = session.get(Job, event.job_id)
-            if job is None:
-                return
-            items = list(session.scalars(select(Item).where(Item.job_id == job.id)))
-            manifest = build_manifest(
-                job=job,
-                items=items,
+            manifest = job_manifest(
+                session,
+                job_id=event.job_id,
                 folder=layout.folder,
-                model_revision=self.model_revision(job.model),
+                model_revision=self.model_revision,
             )
-        self.storage.put(
-            f"{layout.folder}/{MANIFEST_NAME}",
-            encode_manifest(manifest),
-            content_type="application/json",
-        )
-        self.storage.put(
-            f"{layout.folder}/{GALLERY_NAME}",
-            build_gallery(manifest).encode(),
-            content_type="text/html; charset=utf-8",
-        )
+        if manifest is None:
+            return
+        write_job_files(self.storage, folder=layout.folder, manifest=manifest)
         self.counters.jobs_finished += 1
         self._timed("job_end", started)
         self._forget(event.job_id)
 
     # -- contact sheets --------------------------------------------------------
 
-    def _compose(self, job_id: uuid.UUID, prompt: int, layout: _Layout, state: _SheetState) -> None:
+    def _compose(self, sheet: SheetId, layout: JobLayout) -> None:
+        job_id, prompt = sheet
         started = time.perf_counter()
-        state.dirty = False
-        seeds, variants = len(layout.seeds), layout.variants
-        rows_shown = min(seeds, self.max_rows)
+        self._sheets.drawing(sheet)
+        rows_shown = min(len(layout.seeds), self.max_rows)
         with self.sessions() as session:
-            items = session.execute(
-                select(Item.index, Item.status, Item.key)
-                .where(
-                    Item.job_id == job_id,
-                    Item.prompt_index == prompt,
-                    (Item.index % variants) == 0,  # the first variant (sub-grids: later)
-                    (Item.index // variants % seeds) < rows_shown,
-                )
-                .order_by(Item.index)
-            ).all()
-        cells: dict[tuple[int, int], Image.Image | str] = {}
-        done = 0
-        for index, status, key in items:
-            position = (index // variants % seeds, index // variants // seeds % len(layout.buckets))
-            if status == CellStatus.DONE and key:
-                data = self._thumbnail(job_id, index, key, layout)
-                if data is not None:
-                    cells[position] = Image.open(io.BytesIO(data))
-                    done += 1
-                else:
-                    cells[position] = "missing"
-            elif status != CellStatus.QUEUED:
-                cells[position] = str(status)
-        sizes = [parse_bucket(b) for b in layout.buckets]
-        footer = f"{done} of {rows_shown * len(sizes)} images · {layout.model}"
-        if rows_shown < seeds:
-            footer += f" · first {rows_shown} of {seeds} seeds (all are in the gallery)"
-        if variants > 1:
-            footer += f" · first of {variants} variants per cell (all are in the gallery)"
-        sheet = compose_sheet(
-            title=f"prompt {prompt + 1} of {len(layout.prompts)} · {layout.prompts[prompt]}",
-            column_labels=[b.name for b in sizes],
-            column_sizes=[(b.width, b.height) for b in sizes],
-            row_labels=[f"seed {s}" for s in layout.seeds[:rows_shown]],
-            cells=cells,
-            footer=footer,
+            cells = sheet_cells(
+                session,
+                job_id=job_id,
+                prompt=prompt,
+                variants=layout.variants,  # the first variant (sub-grids: later)
+                seeds=len(layout.seeds),
+                rows=rows_shown,
+            )
+        data = draw_sheet(
+            layout,
+            prompt,
+            cells,
+            rows_shown=rows_shown,
+            thumbnail=partial(self._thumbnail, job_id, layout),
         )
-        self.storage.put(
-            f"{layout.folder}/{sheet_name(prompt)}", encode_sheet(sheet), content_type="image/jpeg"
-        )
-        state.composed_at = time.monotonic()
-        state.cost_s = time.perf_counter() - started
+        self.storage.put(f"{layout.folder}/{sheet_name(prompt)}", data, content_type="image/jpeg")
+        self._sheets.drawn(sheet, cost_s=time.perf_counter() - started)
         self.counters.sheets += 1
         self._timed("sheets", started)
 
-    def _thumbnail(self, job_id: uuid.UUID, index: int, key: str, layout: _Layout) -> bytes | None:
-        cached = self._thumbs.get((job_id, index))
-        if cached is not None:
-            return cached
-        thumb = f"{layout.folder}/{thumb_name(relative_file(key, layout.folder))}"
-        data = self._get(thumb)
-        if data is None:  # made elsewhere and not (yet) uploaded, or handed over without image
-            png = self._get(key)
-            if png is None:
-                return None
-            data = make_thumbnail(Image.open(io.BytesIO(png)))
-            self.storage.put(thumb, data, content_type="image/jpeg")
-        self._remember(job_id, index, data)
+    def _thumbnail(self, job_id: uuid.UUID, layout: JobLayout, cell: SheetCell) -> bytes | None:
+        data = self._thumbs.get(job_id, cell.index)
+        if data is None and cell.key:
+            thumb_key = layout.thumb_key(cell.key)
+            data = stored_thumbnail(self.storage, thumb_key=thumb_key, image_key=cell.key)
+            if data is not None:
+                self._thumbs.put(job_id, cell.index, data)
         return data
 
-    def _get(self, key: str) -> bytes | None:
-        try:
-            return self.storage.get(key)
-        except Exception:  # missing (FileNotFoundError, S3 NoSuchKey) or unreachable
-            return None
+    # -- what this worker keeps per job ----------------------------------------
 
-    # -- caches ----------------------------------------------------------------
-
-    def _layout(self, job_id: uuid.UUID, tenant_id: uuid.UUID) -> _Layout | None:
+    def _layout(self, job_id: uuid.UUID, tenant_id: uuid.UUID) -> JobLayout | None:
         layout = self._layouts.get(job_id)
         if layout is None:
             with self.sessions() as session:
-                job = session.get(Job, job_id)
-                if job is None:
-                    return None
-                grid, spec = dict(job.grid), dict(job.spec)
-                layout = _Layout(
-                    folder=job_folder(
-                        prefix=self.settings.s3_prefix, tenant_id=tenant_id, job_id=job_id
-                    ),
-                    prompts=list(spec.get("prompts") or grid["prompts"]),
-                    buckets=list(grid["buckets"]),
-                    seeds=list(grid["seeds"]),
-                    model=job.model,
-                    variants=max(
-                        1,
-                        job.total
-                        // (len(grid["prompts"]) * len(grid["buckets"]) * len(grid["seeds"])),
-                    ),
+                layout = load_layout(
+                    session, job_id=job_id, tenant_id=tenant_id, prefix=self.settings.s3_prefix
                 )
+            if layout is None:
+                return None
             self._layouts[job_id] = layout
-            while len(self._layouts) > 64:
+            while len(self._layouts) > MAX_LAYOUTS:
                 self._forget(next(iter(self._layouts)))
         return layout
 
-    def _remember(self, job_id: uuid.UUID, index: int, data: bytes) -> None:
-        self._thumbs[(job_id, index)] = data
-        self._thumb_bytes += len(data)
-        while self._thumb_bytes > THUMB_CACHE_BYTES:
-            _, old = self._thumbs.popitem(last=False)
-            self._thumb_bytes -= len(old)
-
     def _forget(self, job_id: uuid.UUID) -> None:
         self._layouts.pop(job_id, None)
-        for key in [k for k in self._sheets if k[0] == job_id]:
-            del self._sheets[key]
-        for key in [k for k in self._thumbs if k[0] == job_id]:
-            self._thumb_bytes -= len(self._thumbs.pop(key))
+        self._sheets.forget(job_id)
+        self._thumbs.forget(job_id)

@@ -1,23 +1,28 @@
 """What a worker measures: images, render and upload times, finished jobs, GPU memory.
 
-The metrics live in prometheus_client's default registry of the process; ``farm
-worker`` serves them on ``FARM_METRICS_PORT`` (:func:`serve_metrics`), and in
-embedded mode the API's ``/metrics`` shows them. Timings come from thin wrappers
-around the renderer and the storage, counts from a :class:`ShardListener`.
+A process that renders registers the metrics in prometheus_client's default
+registry at start (:func:`install_worker_metrics`, called by the runtime);
+importing this module registers nothing, so the API and the CLI never show
+them. ``farm worker`` serves them on ``FARM_METRICS_PORT`` (:func:`serve_metrics`),
+and in embedded mode the API's ``/metrics`` shows them. Timings come from thin
+wrappers around the renderer and the storage, counts from a :class:`ShardListener`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from PIL import Image
 from prometheus_client import (
     REGISTRY,
+    CollectorRegistry,
     Counter,
     Histogram,
     disable_created_metrics,
@@ -25,11 +30,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.farm_metrics import job_latency_s
 from models.db.shards import CellResult, ClaimedShard
-from models.db.tables import Job
 from models.domain.status import JobStatus
 from models.infra import metric_names as names
 from models.infra.storage import Storage
@@ -37,18 +41,22 @@ from worker.renderer import RenderBatch, Renderer, StopCheck
 
 log = logging.getLogger(__name__)
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # no farm_*_created series
-IMAGES = Counter(names.IMAGES, names.IMAGES_HELP, ["model", "bucket"])
+# Built unregistered (registry=None): install_worker_metrics registers them.
+IMAGES = Counter(names.IMAGES, names.IMAGES_HELP, ["model", "bucket"], registry=None)
 RENDER_SECONDS = Histogram(
-    names.RENDER_SECONDS, names.RENDER_SECONDS_HELP, ["bucket"], buckets=names.RENDER_BUCKETS_S
+    names.RENDER_SECONDS,
+    names.RENDER_SECONDS_HELP,
+    ["bucket"],
+    buckets=names.RENDER_BUCKETS_S,
+    registry=None,
 )
 UPLOAD_SECONDS = Histogram(
-    names.UPLOAD_SECONDS, names.UPLOAD_SECONDS_HELP, buckets=names.UPLOAD_BUCKETS_S
+    names.UPLOAD_SECONDS, names.UPLOAD_SECONDS_HELP, buckets=names.UPLOAD_BUCKETS_S, registry=None
 )
 JOB_LATENCY = Histogram(
-    names.JOB_LATENCY, names.JOB_LATENCY_HELP, buckets=names.JOB_LATENCY_BUCKETS_S
+    names.JOB_LATENCY, names.JOB_LATENCY_HELP, buckets=names.JOB_LATENCY_BUCKETS_S, registry=None
 )
-JOBS = Counter(names.JOBS, names.JOBS_HELP, ["status"])
+JOBS = Counter(names.JOBS, names.JOBS_HELP, ["status"], registry=None)
 
 
 def bucket_label(width: int, height: int) -> str:
@@ -122,15 +130,7 @@ class MetricsListener:
 
     def _latency_s(self, job_id: uuid.UUID) -> float | None:
         with self.sessions() as session:
-            row = session.execute(
-                select(Job.created_at, Job.finished_at).where(Job.id == job_id)
-            ).one_or_none()
-        if row is None:
-            return None
-        created_at, finished_at = row
-        if finished_at is None:
-            return None
-        return max(0.0, (finished_at - created_at).total_seconds())
+            return job_latency_s(session, job_id=job_id)
 
 
 def _bucket_of(result: CellResult) -> str:
@@ -167,7 +167,22 @@ class GpuMemoryCollector(Collector):
         yield family
 
 
-REGISTRY.register(GpuMemoryCollector())
+_installed: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
+_install_lock = threading.Lock()
+
+
+def install_worker_metrics(registry: CollectorRegistry = REGISTRY) -> None:
+    """Register the worker's metrics in ``registry`` (the process's default one unless
+    told): called where a process starts rendering. A second call changes nothing,
+    so every runner of a process (tests build several) may call it."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no farm_*_created series
+    with _install_lock:
+        if registry in _installed:
+            return
+        for collector in (IMAGES, RENDER_SECONDS, UPLOAD_SECONDS, JOB_LATENCY, JOBS):
+            registry.register(collector)
+        registry.register(GpuMemoryCollector())
+        _installed.add(registry)
 
 
 def serve_metrics(port: int) -> WSGIServer | None:

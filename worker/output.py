@@ -7,49 +7,18 @@ filling memory with finished images.
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-log = logging.getLogger(__name__)
+from worker.stage import Stage
+
 T = TypeVar("T")
-_STOP = object()
 
 
-class OutputStage(Generic[T]):
+class OutputStage(Stage[T]):
+    """One item at a time; ``submit`` blocks while ``depth`` items are already waiting."""
+
     def __init__(
         self, handle: Callable[[T], None], *, depth: int = 2, name: str = "output"
     ) -> None:
-        self._handle = handle
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: T) -> None:
-        """Blocks while ``depth`` items are already waiting."""
-        if not self._thread.is_alive():
-            raise RuntimeError("output stage has stopped")
-        self._queue.put(item)
-
-    def drain(self) -> None:
-        """Wait until everything submitted so far has been handled."""
-        self._queue.join()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                self._handle(item)  # type: ignore[arg-type]
-            except Exception:  # the handler records its own failures; never kill the thread
-                log.exception("output stage handler failed")
-            finally:
-                self._queue.task_done()
+        super().__init__(lambda items: handle(items[0]), name=name, depth=depth)

@@ -17,21 +17,18 @@ process do each piece of work per interval.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.tables import Shard, utcnow
-from models.domain.status import ShardStatus
+from models.db.reconcile import queued_counts, queued_ids, release_expired_leases, try_lock
+from models.db.tables import utcnow
 from models.infra.periodic import Periodic
 from models.infra.queue import Publisher
 
 log = logging.getLogger(__name__)
-_LOCK_BASE = 0x4641524D << 32  # "FARM" in the high bits: our advisory locks
 
 
 @dataclass
@@ -39,57 +36,6 @@ class ReconcileReport:
     leases_expired: int = 0
     tokens_published: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # another process held the lock
-
-
-def release_expired_leases(session: Session, *, now: datetime) -> int:
-    """running shards past their lease -> queued (their cells were never recorded)."""
-    expired = list(
-        session.scalars(
-            update(Shard)
-            .where(Shard.status == ShardStatus.RUNNING, Shard.lease_until < now)
-            .values(
-                status=ShardStatus.QUEUED,
-                claimed_by=None,
-                lease_until=None,
-                available_at=None,
-                updated_at=now,
-            )
-            .returning(Shard.id)
-        )
-    )
-    if expired:
-        log.warning("released %d shard(s) whose worker stopped: %s", len(expired), expired)
-    return len(expired)
-
-
-def queued_counts(session: Session) -> dict[str, int]:
-    return dict(
-        session.execute(
-            select(Shard.model, func.count())
-            .where(Shard.status == ShardStatus.QUEUED)
-            .group_by(Shard.model)
-        ).all()
-    )
-
-
-def queued_ids(session: Session, *, model: str, limit: int) -> list[int]:
-    """Hints for re-published tokens: the shards that are next anyway."""
-    return list(
-        session.scalars(
-            select(Shard.id)
-            .where(Shard.model == model, Shard.status == ShardStatus.QUEUED)
-            .order_by(Shard.priority_rank, Shard.id)
-            .limit(limit)
-        )
-    )
-
-
-def _try_lock(session: Session, name: str) -> bool:
-    """One process per interval does each piece of work (a lease sweep, a model's tokens)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return True  # SQLite: one process (embedded mode)
-    key = _LOCK_BASE + zlib.crc32(name.encode())
-    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
 
 
 def reconcile_once(
@@ -106,12 +52,12 @@ def reconcile_once(
     now = now or utcnow()
     report = ReconcileReport()
     with sessions.begin() as session:
-        if _try_lock(session, "leases"):
+        if try_lock(session, "leases"):
             report.leases_expired = release_expired_leases(session, now=now)
         for model, queued in queued_counts(session).items():
             if models is not None and model not in models:
                 continue
-            if not _try_lock(session, f"tokens:{model}"):
+            if not try_lock(session, f"tokens:{model}"):
                 report.skipped = True
                 continue
             missing = queued - publisher.ready_count(model=model)

@@ -14,10 +14,17 @@ from models.infra.log_setup import adopt_library_logs
 from models.infra.settings import Settings
 from models.infra.storage import make_storage
 from worker.job_artifacts import JobArtifacts
+from worker.metrics import MetricsListener, TimedStorage, install_worker_metrics, timed_renderers
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
 from worker.shard_runner import ShardListener, ShardRunner
 
 log = logging.getLogger(__name__)
+
+
+# torch, diffusers and the modules that import them at their top (model_loading,
+# gpu_options) are imported in the functions that need them: a process that imports
+# this module but renders nothing (the API, embedded mode until a model is asked
+# for) never pays for them.
 
 
 def resolve_device(configured: str) -> str:
@@ -83,6 +90,7 @@ def build_runner(
     warm_models: list[str],
     listeners: list[ShardListener] | None = None,
 ) -> ShardRunner:
+    install_worker_metrics()  # this process renders: its metrics exist from now on
     adopt_library_logs("transformers", "diffusers")  # their lines in the farm's log format
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
@@ -91,9 +99,6 @@ def build_runner(
     storage = make_storage(settings)
     # Thumbnails, contact sheets, manifest and gallery, on the listener's own thread.
     artifacts = JobArtifacts(settings=settings, sessions=sessions, storage=storage)
-    # Imported here so that only a process that renders registers the worker's metrics.
-    from worker.metrics import MetricsListener, TimedStorage, timed_renderers
-
     return ShardRunner(
         settings=settings,
         sessions=sessions,

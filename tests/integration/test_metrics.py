@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from api.metrics import CACHE_S, read_snapshot
+from api.metrics import CACHE_S
+from models.db.farm_metrics import read_snapshot
 from models.db.tables import Item, Shard
 from models.domain.status import CellStatus, ShardStatus
 from tests.conftest import TEST_MODELS

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.metrics import FarmGauges, FarmSnapshot, read_snapshot
+from api.metrics import FarmGauges
+from models.db.farm_metrics import FarmSnapshot, read_snapshot
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory

@@ -21,7 +21,12 @@ from models.domain.spec import JobSpec
 from models.infra.log_setup import ContextFilter, json_formatter
 from models.infra.settings import Settings
 from tests.services import free_port
-from worker.metrics import GpuMemoryCollector, gpu_memory_allocated, serve_metrics
+from worker.metrics import (
+    GpuMemoryCollector,
+    gpu_memory_allocated,
+    install_worker_metrics,
+    serve_metrics,
+)
 from worker.runtime import build_runner, close_runner
 from worker.shard_runner import Outcome
 
@@ -147,6 +152,7 @@ def test_gpu_memory_reading_matches_torch() -> None:
 
 
 def test_metrics_server_serves_and_survives_a_taken_port() -> None:
+    install_worker_metrics()  # what a rendering process does at start (build_runner)
     port = free_port()
     server = serve_metrics(port)
     assert server is not None
