@@ -40,7 +40,8 @@ from models.domain.campaign_spec import (
     check_campaign,
 )
 from models.domain.spec import SpecError
-from models.service.campaign_runs import RunResult, backfill, plan_backfill, trigger
+from models.service.backfill import backfill, plan_backfill
+from models.service.campaign_runs import RunResult, trigger
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.db.campaigns import (
-    ACTIVE_JOB_STATUSES,
     RunOrigin,
     RunStatus,
     active_counts,
@@ -27,17 +25,22 @@ from models.db.campaigns import (
     schedule_state,
 )
 from models.db.jobs import cancel_job
+from models.db.runs import (
+    buffered_runs,
+    finished_runs,
+    recorded_ticks,
+    rendering_runs,
+)
 from models.db.tables import Campaign, CampaignRun, Job
 from models.domain.schedule import (
     OverlapPolicy,
     TickActionKind,
-    backfill_ticks,
     overlap_action,
     plan_tick,
     should_pause,
 )
 from models.domain.seed_policy import run_seeds
-from models.domain.spec import FieldError, JobSpec, SpecError
+from models.domain.spec import JobSpec, SpecError
 from models.domain.status import JobStatus
 from models.service.submit import JobRequest, QuotaExceeded, Submitter
 
@@ -47,11 +50,6 @@ _SKIP_REASONS: dict[str, str] = {
     "skip_missed": "found after the catch-up window had passed",
     "skip_coalesced": "a later missed tick rendered instead (coalesce)",
 }
-# A backfill may render a tick that has a run of one of these kinds (it has no job).
-_REPLACEABLE = frozenset(
-    {RunStatus.SKIP_OVERLAP, RunStatus.SKIP_MISSED, RunStatus.SKIP_COALESCED}
-    | {RunStatus.SUPERSEDED, RunStatus.REFUSED}
-)
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def _refusal(campaign: Campaign, spec: JobSpec, submitter: Submitter) -> str | N
     return None
 
 
-def _start(
+def start_run(
     session: Session, *, campaign: Campaign, run: CampaignRun, submitter: Submitter, now: datetime
 ) -> tuple[Job | None, Publication | None]:
     """Create the run's job through the submit path, or refuse the run with its reason.
@@ -128,22 +126,9 @@ def _start(
 
 def _cancel_others(session: Session, *, campaign: Campaign) -> None:
     """cancel_other: cancel the runs still rendering, drop the buffered ones."""
-    rows = session.execute(
-        select(CampaignRun, Job)
-        .join(Job, Job.id == CampaignRun.job_id)
-        .where(
-            CampaignRun.campaign_id == campaign.id,
-            CampaignRun.status == RunStatus.STARTED,
-            Job.status.in_(ACTIVE_JOB_STATUSES),
-        )
-    ).all()
-    for _run, job in rows:
+    for _run, job in rendering_runs(session, campaign_id=campaign.id):
         cancel_job(session, job=job)  # the run settles as cancelled on the next pass
-    for run in session.scalars(
-        select(CampaignRun).where(
-            CampaignRun.campaign_id == campaign.id, CampaignRun.status == RunStatus.BUFFERED
-        )
-    ):
+    for run in buffered_runs(session, campaign_id=campaign.id):
         run.status, run.reason = RunStatus.SUPERSEDED.value, "cancel_other started a newer run"
 
 
@@ -171,7 +156,9 @@ def record_tick(
     if action in ("start", "cancel_other_then_start"):
         if action == "cancel_other_then_start":
             _cancel_others(session, campaign=campaign)
-        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
+        job, publication = start_run(
+            session, campaign=campaign, run=run, submitter=submitter, now=now
+        )
     elif action == "buffer":
         run.status = RunStatus.BUFFERED.value
     else:
@@ -189,13 +176,7 @@ def fire_due(
     state = schedule_state(campaign, running_runs=running, buffered=buffered)
     plan = plan_tick(state, now, campaign_id=str(campaign.id))
     ticks = [a.scheduled_for for a in plan.actions]
-    taken = set(
-        session.scalars(
-            select(CampaignRun.scheduled_for).where(
-                CampaignRun.campaign_id == campaign.id, CampaignRun.scheduled_for.in_(ticks)
-            )
-        )
-    )
+    taken = recorded_ticks(session, campaign_id=campaign.id, ticks=ticks)
     results = [
         record_tick(
             session,
@@ -218,16 +199,7 @@ def settle(
     session: Session, *, campaign: Campaign, submitter: Submitter, now: datetime
 ) -> list[RunResult]:
     """Close runs whose job finished (pausing on failure), then start a buffered run if idle."""
-    finished = session.execute(
-        select(CampaignRun, Job.status)
-        .join(Job, Job.id == CampaignRun.job_id)
-        .where(
-            CampaignRun.campaign_id == campaign.id,
-            CampaignRun.status == RunStatus.STARTED,
-            Job.status.not_in(ACTIVE_JOB_STATUSES),
-        )
-        .order_by(CampaignRun.scheduled_for)
-    ).all()
+    finished = finished_runs(session, campaign_id=campaign.id)
     for run, status in finished:
         run.status, run.finished_at = status, now
         if should_pause(campaign.pause_on_failure, JobStatus(status)):
@@ -238,13 +210,10 @@ def settle(
         running, buffered = active_counts(session, campaign_id=campaign.id)
         if running or not buffered:
             break
-        run = session.scalars(
-            select(CampaignRun)
-            .where(CampaignRun.campaign_id == campaign.id, CampaignRun.status == RunStatus.BUFFERED)
-            .order_by(CampaignRun.scheduled_for)
-            .limit(1)
-        ).one()
-        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
+        run = buffered_runs(session, campaign_id=campaign.id)[0]
+        job, publication = start_run(
+            session, campaign=campaign, run=run, submitter=submitter, now=now
+        )
         session.flush()
         started.append(RunResult(run, job, publication))
     return started
@@ -270,84 +239,3 @@ def trigger(
         submitter=submitter,
         now=now,
     )
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    scheduled_for: datetime
-    seeds: list[int]
-
-
-def plan_backfill(
-    campaign: Campaign, *, start: datetime, end: datetime, submitter: Submitter, now: datetime
-) -> list[PlannedRun]:
-    """The ticks in ``[start, end)`` and the seeds each would render (SpecError if too big)."""
-    if end > now:
-        raise SpecError([FieldError("end", "a backfill renders past ticks; end is in the future")])
-    try:
-        ticks = backfill_ticks(
-            campaign.schedule,
-            campaign.timezone,
-            start,
-            end,
-            max_ticks=submitter.settings.max_bulk_jobs,
-        )
-    except ValueError as exc:
-        raise SpecError([FieldError("end", str(exc))]) from None
-    spec = JobSpec.model_validate(campaign.spec)
-    cells = len(ticks) * spec.cell_count()
-    if cells > submitter.settings.max_grid_cells * 10:
-        raise SpecError([FieldError("end", f"the range renders {cells} images; too many at once")])
-    spec_seeds = spec.seed_list()
-    return [
-        PlannedRun(t, run_seeds(campaign.seed_policy, spec_seeds, t, campaign.timezone))
-        for t in ticks
-    ]
-
-
-def backfill(
-    session: Session,
-    *,
-    campaign: Campaign,
-    ticks: list[datetime],
-    submitter: Submitter,
-    now: datetime,
-) -> list[RunResult]:
-    """Render each tick that has no job yet (every tick starts: overlap allow_all).
-
-    A tick that already rendered (or is rendering, or buffered) is returned as
-    ``existing``; a recorded skip or refusal is replaced by a run with a job.
-    """
-    existing: dict[datetime, tuple[CampaignRun, Job | None]] = {
-        run.scheduled_for: (run, job)
-        for run, job in session.execute(
-            select(CampaignRun, Job)
-            .outerjoin(Job, Job.id == CampaignRun.job_id)
-            .where(CampaignRun.campaign_id == campaign.id, CampaignRun.scheduled_for.in_(ticks))
-        )
-    }
-    results: list[RunResult] = []
-    for tick in ticks:
-        found = existing.get(tick)
-        if found is None:
-            results.append(
-                record_tick(
-                    session,
-                    campaign=campaign,
-                    scheduled_for=tick,
-                    origin=RunOrigin.BACKFILL,
-                    action="start",
-                    submitter=submitter,
-                    now=now,
-                )
-            )
-            continue
-        run, job = found
-        if run.status not in _REPLACEABLE:
-            results.append(RunResult(run, job, None, existing=True))
-            continue
-        run.origin = RunOrigin.BACKFILL.value
-        job, publication = _start(session, campaign=campaign, run=run, submitter=submitter, now=now)
-        session.flush()
-        results.append(RunResult(run, job, publication))
-    return results

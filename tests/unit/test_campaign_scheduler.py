@@ -32,7 +32,8 @@ from models.domain.campaign_spec import CampaignIn, CampaignPatch
 from models.domain.seed_policy import date_seed
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
-from models.service.campaign_runs import RunResult, backfill, plan_backfill, record_tick, trigger
+from models.service.backfill import backfill, plan_backfill
+from models.service.campaign_runs import RunResult, record_tick, trigger
 from models.service.submit import Submitter
 
 MODEL = "campaign-test"  # no worker serves it: nothing here is ever rendered
