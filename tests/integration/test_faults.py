@@ -148,12 +148,16 @@ def test_storage_answering_503_for_a_while(ffarm: Farm, s3: S3Server, proxy: Fau
     with ffarm.client() as client:
         job = client.submit(grid(24))
         wait_for(client, job["id"], lambda j: j["done"] >= 4)
+        refused_before = proxy.refused
         proxy.failing.set()
-        time.sleep(6)
+        # The outage lasts until uploads have been refused and retried a few times.
+        deadline = time.monotonic() + 120
+        while proxy.refused < refused_before + 6:
+            assert time.monotonic() < deadline, "no upload reached the failing storage"
+            time.sleep(0.05)
         during = client.job(job["id"])
         proxy.failing.clear()
         final = wait_for(client, job["id"], lambda j: j["status"] != "running", 120)
-    assert proxy.refused > 0
     assert during["done"] < 24  # the outage really stopped progress
     assert_exactly_once(s3, ffarm, final)
 
@@ -178,18 +182,23 @@ def test_cancel_mid_render_stops_within_a_step(ffarm: Farm, s3: S3Server) -> Non
         with ffarm.client() as client:
             job = client.submit(grid(8, model="slow"))
             wait_for(client, job["id"], lambda j: j["status"] == "running")
-            time.sleep(1)
-            cancelled_at = time.monotonic()
             client.cancel(job["id"])
-            while "stopped shard" not in slow.output():  # the render was interrupted
-                assert time.monotonic() - cancelled_at < 10, slow.output()
+            # "stopped shard ... mid-render" is logged only when the render itself is
+            # interrupted (between steps), not when a finished render is thrown away.
+            deadline = time.monotonic() + 60
+            while "stopped shard" not in slow.output():
+                assert time.monotonic() < deadline, slow.output()
                 time.sleep(0.05)
-            stopped_after_s = time.monotonic() - cancelled_at
-            time.sleep(4)  # nothing lands after the cancel settled
             final = client.job(job["id"])
+            with ffarm.sessions() as sessions, sessions() as session:
+                running = session.scalar(
+                    select(func.count())
+                    .select_from(Shard)
+                    .where(Shard.job_id == uuid.UUID(job["id"]), Shard.status == "running")
+                )
+        assert running == 0  # nothing of the job is still rendering: nothing can land
         assert object_keys(s3, ffarm, job["id"]) == []
         assert (final["status"], final["done"], final["cancelled"]) == ("cancelled", 0, 8)
-        assert stopped_after_s < 3, f"took {stopped_after_s:.1f} s to stop rendering"
     finally:
         ffarm.workers.remove(slow)
         slow.stop()
@@ -218,15 +227,15 @@ def test_sigterm_finishes_the_current_shard(ffarm: Farm, s3: S3Server) -> None:
 
 
 def test_high_priority_job_overtakes_a_big_bulk_job(ffarm: Farm) -> None:
+    """Counted in work, not seconds: while the urgent job waits and renders, the bulk
+    job may only finish what the worker already held (the shard rendering, the two the
+    writer may hold, one claim racing the submission): 4 shards of 4 cells, against
+    the ~2,000 cells ahead of it in a first-come queue."""
     with ffarm.client() as client:
         bulk = client.submit({**grid(2000), "priority": "bulk"})
-        wait_for(client, bulk["id"], lambda j: j["done"] >= 8)
-        started = time.monotonic()
+        before = wait_for(client, bulk["id"], lambda j: j["done"] >= 8)
         urgent = client.submit({**grid(4), "priority": "high"})
-        wait_for(client, urgent["id"], lambda j: j["status"] == "succeeded", 30)
-        took = time.monotonic() - started
+        wait_for(client, urgent["id"], lambda j: j["status"] == "succeeded", 120)
         behind = client.job(bulk["id"])
         client.cancel(bulk["id"])
-    # A shard of 4 sim images takes ~0.6 s plus writing; "a few shards' time".
-    assert took < 5, f"the 4-cell job took {took:.1f} s"
-    assert behind["done"] < 200
+    assert behind["done"] - before["done"] <= 16, (before["done"], behind["done"])

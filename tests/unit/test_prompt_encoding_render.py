@@ -71,18 +71,31 @@ def plain_diffusers(
     return [pixels(image) for image in images]
 
 
-def test_plain_prompts_render_exactly_like_diffusers(
+def assert_same_render(ours: np.ndarray, theirs: np.ndarray) -> None:
+    """The same render, up to float reduction order. The embeddings are the same values,
+    but the two paths call the encoders and the pipeline separately, and on a busy
+    machine torch's CPU kernels may split a reduction across threads differently
+    between two calls: a last-bit difference that the VAE can turn into one 8-bit
+    level on a few pixels (shared/NOTES.md: kernel choice alone moves pixels by at
+    most one level). Different embeddings would move every pixel."""
+    difference = np.abs(ours - theirs)
+    assert difference.max() <= 2, difference.max()
+    assert difference.mean() < 0.05, difference.mean()
+
+
+def test_plain_prompts_render_like_diffusers(
     pipe: StableDiffusionXLPipeline, renderer: DiffusersRenderer
 ) -> None:
     prompts = ["1girl, solo", "1boy, outdoors, sky"]
     ours = render(renderer, *prompts, seeds=[5, 6])
     theirs = plain_diffusers(pipe, prompts, BATCH.negative_prompts[0], [5, 6])
     for a, b in zip(ours, theirs, strict=True):
-        np.testing.assert_array_equal(a, b)
+        assert_same_render(a, b)
+    assert np.abs(ours[0] - ours[1]).mean() > 1  # and the bound is far below a change
     # An empty negative is diffusers' "no negative prompt" (zeros).
     [ours_empty] = render(renderer, "1girl, solo", negative_prompts=[""])
     [theirs_none] = plain_diffusers(pipe, ["1girl, solo"], None, [5])
-    np.testing.assert_array_equal(ours_empty, theirs_none)
+    assert_same_render(ours_empty, theirs_none)
 
 
 def test_the_last_tags_of_a_long_prompt_change_the_image(
