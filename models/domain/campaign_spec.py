@@ -23,13 +23,10 @@ from pydantic import (
 )
 
 from models.domain.limits import Limits
-from models.domain.schedule import (
-    DEFAULT_CATCHUP_WINDOW,
-    MIN_CATCHUP_WINDOW,
-    OverlapPolicy,
-    parse_schedule,
-    validate_timezone,
-)
+from models.domain.schedule.cron import parse_schedule
+from models.domain.schedule.instants import validate_timezone
+from models.domain.schedule.plan import DEFAULT_CATCHUP_WINDOW, MIN_CATCHUP_WINDOW
+from models.domain.schedule.policies import OverlapPolicy
 from models.domain.seed_policy import SeedPolicy
 from models.domain.spec import FieldError, JobSpec, SpecError, WebhookUrl, check_limits
 from models.domain.webhook_urls import private_url_reason

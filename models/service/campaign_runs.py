@@ -28,14 +28,9 @@ from models.db.campaigns import (
 )
 from models.db.jobs import NewJob, cancel_job, create_jobs
 from models.db.tables import Campaign, CampaignRun, Job
-from models.domain.schedule import (
-    OverlapPolicy,
-    TickActionKind,
-    backfill_ticks,
-    overlap_action,
-    plan_tick,
-    should_pause,
-)
+from models.domain.schedule.fire_times import backfill_ticks
+from models.domain.schedule.plan import TickActionKind, plan_tick
+from models.domain.schedule.policies import OverlapPolicy, overlap_action, should_pause
 from models.domain.seed_policy import run_seeds
 from models.domain.spec import FieldError, JobSpec, SpecError, check_limits
 from models.domain.status import JobStatus
