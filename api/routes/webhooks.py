@@ -11,9 +11,11 @@ from api.campaign_views import DeliveryPage, WebhookSecretOut, delivery_out
 from api.deps import DbSession, TenantId, TenantJob
 from api.errors import ApiError
 from models.db.jobs import decode_cursor, encode_cursor
+from models.db.outbox import list_deliveries
 from models.db.tables import WebhookSecret
-from models.db.webhooks import SIGNATURE_HEADER, list_deliveries, rotate_secret, tenant_secret
+from models.db.webhook_secrets import rotate_secret, tenant_secret
 from models.domain.spec import FieldError
+from models.domain.webhook_signing import SIGNATURE_HEADER
 
 router = APIRouter(tags=["webhooks"])
 

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.db.outbox import enqueue_job_completed
 from models.db.tables import Item, Job, Shard, utcnow
-from models.db.webhooks import enqueue_job_completed
 from models.domain.grid import Cell, expand, plan_shards, resolve
 from models.domain.spec import JobSpec
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus
