@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from models.domain.schedule.cron import Schedule, compile_schedule
-from models.domain.schedule.instants import as_utc, zone
+from models.domain.schedule.instants import input_utc, zone
 
 __all__ = ["DEFAULT_MAX_BACKFILL", "backfill_ticks", "fire_times", "fires", "next_fire"]
 
@@ -101,8 +101,8 @@ def fire_times(
     """
     schedule = compile_schedule(expr)
     tzinfo = zone(tz)
-    start = as_utc(after, "after")
-    end = as_utc(until, "until")
+    start = input_utc(after, "after")
+    end = input_utc(until, "until")
     for instant in fires(schedule, tzinfo, start):
         if instant > end:
             return
@@ -111,7 +111,7 @@ def fire_times(
 
 def next_fire(expr: str, tz: ZoneInfo | str, after: datetime) -> datetime:
     """The first fire instant (aware, UTC) strictly after ``after``."""
-    return next(fires(compile_schedule(expr), zone(tz), as_utc(after, "after")))
+    return next(fires(compile_schedule(expr), zone(tz), input_utc(after, "after")))
 
 
 def backfill_ticks(
@@ -130,7 +130,7 @@ def backfill_ticks(
     """
     schedule = compile_schedule(expr)
     tzinfo = zone(tz)
-    lo, hi = as_utc(start, "start"), as_utc(end, "end")
+    lo, hi = input_utc(start, "start"), input_utc(end, "end")
     if lo > hi:
         raise ValueError(f"backfill start {lo.isoformat()} is after its end {hi.isoformat()}")
     if max_ticks < 1:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from models.domain.schedule.cron import Schedule, compile_schedule
 from models.domain.schedule.fire_times import fires
-from models.domain.schedule.instants import as_utc, validate_timezone
+from models.domain.schedule.instants import input_utc, to_utc, validate_timezone
 from models.domain.schedule.policies import OverlapPolicy, jitter_offset, overlap_action
 
 __all__ = [
@@ -70,7 +70,7 @@ class ScheduleState:
         for name in ("created_at", "end_at", "last_scheduled_for", "resumed_at"):
             value = getattr(self, name)
             if value is not None:
-                as_utc(value, name)
+                input_utc(value, name)
         if self.catchup_window < MIN_CATCHUP_WINDOW:
             raise ValueError(f"catchup_window must be at least {MIN_CATCHUP_WINDOW}")
         if self.jitter < timedelta(0):
@@ -86,7 +86,7 @@ class ScheduleState:
     def watermark(self) -> datetime:
         """Ticks at or before this instant are never planned again."""
         marks = [self.created_at, self.last_scheduled_for, self.resumed_at]
-        return max(as_utc(m, "mark") for m in marks if m is not None)
+        return max(to_utc(m, "mark") for m in marks if m is not None)
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ def plan_tick(
     overlap policy. Ticks after ``end_at`` are never planned (``exhausted``); a
     paused schedule plans nothing. At most ``max_actions`` come back (``more``).
     """
-    now = as_utc(now, "now")
+    now = input_utc(now, "now")
     if max_actions < 1:
         raise ValueError("max_actions must be at least 1")
-    end_at = as_utc(state.end_at, "end_at") if state.end_at is not None else None
+    end_at = input_utc(state.end_at, "end_at") if state.end_at is not None else None
     if state.paused:
         return TickPlan(
             actions=(),

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from models.domain.schedule.instants import as_utc
+from models.domain.schedule.instants import to_utc
 from models.domain.status import TERMINAL_JOB_STATUSES, JobStatus
 
 __all__ = ["OverlapAction", "OverlapPolicy", "jitter_offset", "overlap_action", "should_pause"]
@@ -65,7 +65,7 @@ def jitter_offset(campaign_id: str, scheduled_for: datetime, jitter: timedelta) 
     span = jitter // timedelta(microseconds=1)
     if span == 0:
         return timedelta(0)
-    tick = as_utc(scheduled_for, "scheduled_for")
+    tick = to_utc(scheduled_for, "scheduled_for")
     digest = hashlib.sha256(f"{campaign_id}\x00{tick.isoformat()}".encode()).digest()
     return timedelta(microseconds=int.from_bytes(digest[:8], "big") % span)
 
