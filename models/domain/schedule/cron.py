@@ -2,7 +2,7 @@
 
 croniter validates, expands and iterates an expression. This module adds what we
 refuse on purpose although croniter would take it, and errors that name the field
-and the item at fault (croniter's name neither). Refused on purpose:
+and the item at fault (croniter's errors name neither). Refused on purpose:
 
 * seconds or year fields (6 or 7 fields), and ``@reboot``: a campaign's finest
   tick is a minute, and it has no boot;
