@@ -24,17 +24,16 @@ from datetime import datetime, timedelta
 import httpcore
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.tables import utcnow
-from models.db.webhooks import (
-    SIGNATURE_HEADER,
+from models.db.outbox import (
     AttemptOutcome,
     AttemptRecord,
     ClaimedDelivery,
     claim_due,
     record_attempt,
     render_body,
-    sign,
 )
+from models.db.tables import utcnow
+from models.domain.webhook_signing import SIGNATURE_HEADER, sign
 from models.domain.webhook_urls import UnsafeAddress, resolve_public
 from models.infra.settings import Settings
 

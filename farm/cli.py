@@ -127,7 +127,7 @@ def beat() -> None:
             "(without one, `farm api` runs the scheduler in-process)"
         )
         raise typer.Exit(EXIT_API_ERROR)
-    from beat.scheduler import run_beat
+    from beat.main import run_beat
 
     run_beat(settings)
 

@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
-from beat.scheduler import BeatThreads
+from beat.main import BeatThreads
 from migrations.apply import upgrade
 from models.infra.queue import CeleryPublisher, LocalPublisher, Publisher, make_celery
 from models.infra.settings import Settings

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from models.db.pagination import Page, keyset_page
 from models.db.tables import Campaign, CampaignRun, Job
 from models.domain.campaign_spec import CampaignIn
-from models.domain.schedule import OverlapPolicy, ScheduleState, plan_tick
+from models.domain.schedule.plan import ScheduleState, plan_tick
+from models.domain.schedule.policies import OverlapPolicy
 from models.domain.status import JobStatus
 
 ACTIVE_JOB_STATUSES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)

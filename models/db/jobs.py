@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from models.db.cell_rows import COPY_COLUMNS, copy_lines, insert_rows
 from models.db.copy import copy_field, copy_rows
+from models.db.outbox import enqueue_job_completed
 from models.db.pagination import Page, keyset_page
 from models.db.tables import Item, Job, Shard, utcnow
-from models.db.webhooks import enqueue_job_completed
 from models.domain.grid import expand, plan_shards, resolve
 from models.domain.spec import JobSpec
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus

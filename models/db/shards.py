@@ -15,8 +15,8 @@ from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from models.db.fair_share import next_shard_id
+from models.db.outbox import enqueue_job_completed
 from models.db.tables import Item, Job, Shard, Tenant, utcnow
-from models.db.webhooks import enqueue_job_completed
 from models.domain.status import CellStatus, JobStatus, ShardStatus, final_job_status
 
 if TYPE_CHECKING:

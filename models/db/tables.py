@@ -188,7 +188,7 @@ class Shard(Base):
 
 
 class Campaign(Base):
-    """A grid spec re-submitted on a cron schedule (see models/domain/schedule.py for the rules)."""
+    """A grid spec re-submitted on a cron schedule (rules: models/domain/schedule/)."""
 
     __tablename__ = "campaigns"
     __table_args__ = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     AwareDatetime,
     BaseModel,
@@ -19,34 +20,46 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
-    field_validator,
 )
 
 from models.domain.limits import Limits, check_limits
 from models.domain.prompt_chunks import TokenCounter
-from models.domain.schedule import (
-    DEFAULT_CATCHUP_WINDOW,
-    MIN_CATCHUP_WINDOW,
-    OverlapPolicy,
-    parse_schedule,
-    validate_timezone,
-)
+from models.domain.schedule.cron import parse_schedule
+from models.domain.schedule.instants import in_range, validate_timezone
+from models.domain.schedule.plan import DEFAULT_CATCHUP_WINDOW, MIN_CATCHUP_WINDOW
+from models.domain.schedule.policies import OverlapPolicy
 from models.domain.seed_policy import SeedPolicy
 from models.domain.spec import FieldError, JobSpec, SpecError, WebhookUrl
+from models.domain.text import check_text
 from models.domain.webhook_urls import private_url_reason
 
+# Each bound fits its column (models/db/tables.py: String(200), String(64), int32).
+MAX_IMAGES_PER_RUN = 1_000_000
+MAX_CATCHUP_WINDOW_S = 10 * 365 * 24 * 3600  # ten years
 MAX_JITTER_S = 24 * 3600
 
+
+def _zone_name(value: str) -> str:
+    return validate_timezone(value).key
+
+
+# The length is checked on the string itself, before the NUL / surrogate check.
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(check_text)]
+CronText = Annotated[
+    StrictStr, Field(max_length=200), AfterValidator(check_text), AfterValidator(parse_schedule)
+]
+TimeZone = Annotated[
+    StrictStr, Field(max_length=64), AfterValidator(check_text), AfterValidator(_zone_name)
+]
+ImagesPerRun = Annotated[StrictInt, Field(ge=1, le=MAX_IMAGES_PER_RUN)]
+# Years 2000-2999: date arithmetic near datetime's own limits would overflow.
+Instant = Annotated[AwareDatetime, AfterValidator(in_range)]
 CatchupWindow = Annotated[
-    StrictInt,
-    Field(
-        ge=int(MIN_CATCHUP_WINDOW.total_seconds()),
-        validation_alias=AliasChoices("catchup_window_s", "catchup_window"),
-    ),
+    StrictInt, Field(ge=int(MIN_CATCHUP_WINDOW.total_seconds()), le=MAX_CATCHUP_WINDOW_S)
 ]
-Jitter = Annotated[
-    StrictInt, Field(ge=0, le=MAX_JITTER_S, validation_alias=AliasChoices("jitter_s", "jitter"))
-]
+Jitter = Annotated[StrictInt, Field(ge=0, le=MAX_JITTER_S)]
+_CATCHUP_NAMES = Field(validation_alias=AliasChoices("catchup_window_s", "catchup_window"))
+_JITTER_NAMES = Field(validation_alias=AliasChoices("jitter_s", "jitter"))
 
 
 class CampaignIn(BaseModel):
@@ -54,55 +67,47 @@ class CampaignIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    schedule: StrictStr  # 5-field cron or an alias such as @daily
-    timezone: StrictStr = "UTC"  # IANA name
+    name: Name
+    schedule: CronText  # 5-field cron or an alias such as @daily
+    timezone: TimeZone = "UTC"  # IANA name
     spec: JobSpec
     enabled: StrictBool = True
     seed_policy: SeedPolicy = SeedPolicy.FIXED
-    max_images_per_run: Annotated[StrictInt, Field(ge=1)] | None = None
-    end_at: AwareDatetime | None = None
+    max_images_per_run: ImagesPerRun | None = None
+    end_at: Instant | None = None
     overlap: OverlapPolicy = OverlapPolicy.SKIP
-    catchup_window_s: CatchupWindow = int(DEFAULT_CATCHUP_WINDOW.total_seconds())
+    catchup_window_s: Annotated[CatchupWindow, _CATCHUP_NAMES] = int(
+        DEFAULT_CATCHUP_WINDOW.total_seconds()
+    )
     coalesce: StrictBool = True  # after an outage, run the latest missed tick only
     pause_on_failure: StrictBool = False
-    jitter_s: Jitter = 0
+    jitter_s: Annotated[Jitter, _JITTER_NAMES] = 0
     webhook_url: WebhookUrl | None = None  # job.completed of every run's job
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        return parse_schedule(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        return validate_timezone(value).key
 
 
 class CampaignPatch(BaseModel):
-    """A partial update: the fields given replace the campaign's (``spec`` as a whole)."""
+    """A partial update: the fields given replace the campaign's (``spec`` as a whole).
+
+    Each field is checked as in ``CampaignIn``; ``null`` for a required field is
+    refused when the result is validated as a whole (``apply_to``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr | None = None
-    schedule: StrictStr | None = None
-    timezone: StrictStr | None = None
+    name: Name | None = None
+    schedule: CronText | None = None
+    timezone: TimeZone | None = None
     spec: JobSpec | None = None
     enabled: StrictBool | None = None
     seed_policy: SeedPolicy | None = None
-    max_images_per_run: StrictInt | None = None
-    end_at: AwareDatetime | None = None
+    max_images_per_run: ImagesPerRun | None = None
+    end_at: Instant | None = None
     overlap: OverlapPolicy | None = None
-    catchup_window_s: Annotated[
-        StrictInt | None, Field(validation_alias=AliasChoices("catchup_window_s", "catchup_window"))
-    ] = None
+    catchup_window_s: Annotated[CatchupWindow | None, _CATCHUP_NAMES] = None
     coalesce: StrictBool | None = None
     pause_on_failure: StrictBool | None = None
-    jitter_s: Annotated[
-        StrictInt | None, Field(validation_alias=AliasChoices("jitter_s", "jitter"))
-    ] = None
-    webhook_url: StrictStr | None = None
+    jitter_s: Annotated[Jitter | None, _JITTER_NAMES] = None
+    webhook_url: WebhookUrl | None = None
 
     def apply_to(self, current: dict[str, Any]) -> CampaignIn:
         """The campaign after this patch, validated as a whole (errors name the field)."""
@@ -121,8 +126,8 @@ class BackfillIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
     dry_run: StrictBool = False  # only say which runs and seeds the range would have
 
 

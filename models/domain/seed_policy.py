@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from models.domain.schedule import validate_timezone
+from models.domain.schedule.instants import validate_timezone
 from models.domain.spec import MAX_SEED
 
 __all__ = ["SeedPolicy", "date_seed", "run_seeds"]

@@ -67,7 +67,7 @@ class SeedRange(BaseModel):
 SeedValue = Annotated[StrictInt, Field(ge=RANDOM_SEED, le=MAX_SEED)]
 Label = Annotated[Text, Field(max_length=200)]
 # http(s) only; the address rules need settings and are checked by check_limits.
-WebhookUrl = Annotated[StrictStr, AfterValidator(check_url_syntax)]
+WebhookUrl = Annotated[Text, AfterValidator(check_url_syntax)]
 # A1111's emphasis modes: "original" restores each chunk's mean after weighting.
 Emphasis = Literal["original", "no_norm"]
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from models.db.campaigns import RunOrigin, RunStatus
 from models.db.runs import runs_at
 from models.db.tables import Campaign
-from models.domain.schedule import backfill_ticks
+from models.domain.schedule.fire_times import backfill_ticks
 from models.domain.seed_policy import run_seeds
 from models.domain.spec import FieldError, JobSpec, SpecError
 from models.service.campaign_runs import RunResult, record_tick, start_run

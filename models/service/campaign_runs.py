@@ -32,13 +32,8 @@ from models.db.runs import (
     rendering_runs,
 )
 from models.db.tables import Campaign, CampaignRun, Job
-from models.domain.schedule import (
-    OverlapPolicy,
-    TickActionKind,
-    overlap_action,
-    plan_tick,
-    should_pause,
-)
+from models.domain.schedule.plan import TickActionKind, plan_tick
+from models.domain.schedule.policies import OverlapPolicy, overlap_action, should_pause
 from models.domain.seed_policy import run_seeds
 from models.domain.spec import JobSpec, SpecError
 from models.domain.status import JobStatus

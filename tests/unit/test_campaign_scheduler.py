@@ -1,134 +1,36 @@
 """Materialising campaign ticks through the store on real Postgres, with a frozen clock.
 
 ``beat.scheduler.tick(now=...)`` is the scheduler's whole pass; nothing here sleeps.
+Backfills: test_campaign_backfill.py.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from beat.scheduler import tick
-from models.db.campaigns import (
-    RunOrigin,
-    campaign_input,
-    create_campaign,
-    lock_campaign,
-    run_status,
-    update_campaign,
-)
-from models.db.keys import ensure_tenant
-from models.db.tables import Campaign, CampaignRun, Job
-from models.domain.campaign_spec import CampaignIn, CampaignPatch
-from models.domain.seed_policy import date_seed
-from models.infra.queue import LocalPublisher
+from beat.scheduler import MIN_SLEEP_S, sleep_s
+from models.db.campaigns import RunOrigin
+from models.db.tables import Campaign
 from models.infra.settings import Settings
-from models.service.backfill import backfill, plan_backfill
 from models.service.campaign_runs import RunResult, record_tick, trigger
-from models.service.submit import Submitter
-
-MODEL = "campaign-test"  # no worker serves it: nothing here is ever rendered
-T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
-SPEC: dict[str, Any] = {"prompts": ["1girl, solo"], "seeds": [1, 2], "model": MODEL}
-
-
-def at(minutes: int, seconds: float = 1) -> datetime:
-    """One second after the minute boundary ``minutes`` after 12:00 on T0's day."""
-    return T0.replace(second=0) + timedelta(minutes=minutes, seconds=seconds)
+from tests.campaign_clock import MODEL, T0, Scheduler, at, frozen_scheduler, with_test_model
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"models": {**settings.models, MODEL: "simulated:0"}})
-
-
-@dataclass
-class Scheduler:
-    sessions: sessionmaker[Session]
-    settings: Settings
-    tenant_id: uuid.UUID
-    made: list[uuid.UUID] = field(default_factory=list)
-    publisher: LocalPublisher = field(default_factory=LocalPublisher)
-
-    def campaign(self, now: datetime = T0, **fields: Any) -> uuid.UUID:
-        body = {"name": "nightly", "schedule": "* * * * *", "spec": SPEC, **fields}
-        with self.sessions.begin() as session:
-            row = create_campaign(
-                session, tenant_id=self.tenant_id, data=CampaignIn.model_validate(body), now=now
-            )
-            self.made.append(row.id)
-            return row.id
-
-    @property
-    def submitter(self) -> Submitter:
-        return Submitter(self.settings, self.publisher)
-
-    def tick(self, now: datetime) -> list[RunResult]:
-        results = tick(self.sessions, settings=self.settings, publisher=self.publisher, now=now)
-        return [r for r in results if r.run.campaign_id in self.made]
-
-    def runs(self, campaign_id: uuid.UUID) -> list[tuple[CampaignRun, Job | None]]:
-        with self.sessions() as session:
-            rows = session.execute(
-                select(CampaignRun, Job)
-                .outerjoin(Job, Job.id == CampaignRun.job_id)
-                .where(CampaignRun.campaign_id == campaign_id)
-                .order_by(CampaignRun.scheduled_for)
-            )
-            return [(run, job) for run, job in rows]
-
-    def statuses(self, campaign_id: uuid.UUID) -> list[tuple[int, str]]:
-        """(minute after 12:00, status) of every run."""
-        return [
-            (int((run.scheduled_for - at(0, 0)).total_seconds() // 60), run_status(run, job))
-            for run, job in self.runs(campaign_id)
-        ]
-
-    def row(self, campaign_id: uuid.UUID) -> Campaign:
-        with self.sessions() as session:
-            campaign = session.get(Campaign, campaign_id)
-            assert campaign is not None
-            return campaign
-
-    def finish(self, job_id: uuid.UUID | None, status: str = "succeeded") -> None:
-        """What a worker does in the end: the job reaches a terminal status."""
-        assert job_id is not None
-        with self.sessions.begin() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(status=status))
-
-    def job_of(self, campaign_id: uuid.UUID, minute: int) -> uuid.UUID | None:
-        for run, _job in self.runs(campaign_id):
-            if run.scheduled_for == at(minute, 0):
-                return run.job_id
-        raise AssertionError(f"no run at minute {minute}")
-
-    def patch(self, campaign_id: uuid.UUID, now: datetime, **changes: Any) -> None:
-        with self.sessions.begin() as session:
-            campaign = session.get(Campaign, campaign_id)
-            assert campaign is not None
-            lock_campaign(session, campaign)
-            patch = CampaignPatch.model_validate(changes)
-            data = patch.apply_to(campaign_input(campaign))
-            update_campaign(campaign, data=data, given=set(patch.model_fields_set), now=now)
+    return with_test_model(settings)
 
 
 @pytest.fixture
 def sched(sessions: sessionmaker[Session], settings: Settings) -> Iterator[Scheduler]:
-    with sessions.begin() as session:
-        tenant = ensure_tenant(session, name=f"sched-{uuid.uuid4().hex[:8]}")
-    scheduler = Scheduler(sessions, settings, tenant.id)
-    yield scheduler
-    with sessions.begin() as session:  # later passes in this database must not see them
-        session.execute(delete(Campaign).where(Campaign.id.in_(scheduler.made)))
+    with frozen_scheduler(sessions, settings) as scheduler:
+        yield scheduler
 
 
 def test_a_tick_fires_once_and_publishes_its_shards(sched: Scheduler) -> None:
@@ -286,73 +188,6 @@ def test_trigger_runs_now_even_when_paused(sched: Scheduler) -> None:
     assert sched.tick(at(3)) == []  # still paused
 
 
-def _backfill(sched: Scheduler, cid: uuid.UUID, start: datetime, end: datetime) -> list[RunResult]:
-    with sched.sessions.begin() as session:
-        campaign = session.get(Campaign, cid)
-        assert campaign is not None
-        planned = plan_backfill(campaign, start=start, end=end, submitter=sched.submitter, now=end)
-        return backfill(
-            session,
-            campaign=campaign,
-            ticks=[p.scheduled_for for p in planned],
-            submitter=sched.submitter,
-            now=end,
-        )
-
-
-def _seeds(result: RunResult) -> list[int]:
-    assert result.job is not None
-    return list(result.job.grid["seeds"])
-
-
-TOKYO_DAYS = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC))
-
-
-def test_backfill_seeds_fixed(sched: Scheduler) -> None:
-    cid = sched.campaign(schedule="0 3 * * *", timezone="Asia/Tokyo", now=TOKYO_DAYS[1])
-    results = _backfill(sched, cid, *TOKYO_DAYS)
-    assert [r.run.scheduled_for.hour for r in results] == [18, 18, 18]  # 03:00 JST
-    assert [_seeds(r) for r in results] == [[1, 2]] * 3
-    assert all(r.run.origin == "backfill" for r in results)
-
-
-def test_backfill_seeds_date_follow_the_local_date(sched: Scheduler) -> None:
-    cid = sched.campaign(
-        schedule="0 3 * * *", timezone="Asia/Tokyo", seed_policy="date", now=TOKYO_DAYS[1]
-    )
-    results = _backfill(sched, cid, *TOKYO_DAYS)
-    # 2026-03-01 18:00 UTC is 03:00 on 2026-03-02 in Tokyo.
-    expected = [[date_seed(f"2026-03-0{d}", i) for i in range(2)] for d in (2, 3, 4)]
-    assert [_seeds(r) for r in results] == expected
-
-
-def test_backfill_seeds_new_are_fresh_per_run(sched: Scheduler) -> None:
-    cid = sched.campaign(
-        schedule="0 3 * * *", timezone="Asia/Tokyo", seed_policy="new", now=TOKYO_DAYS[1]
-    )
-    seeds = [_seeds(r) for r in _backfill(sched, cid, *TOKYO_DAYS)]
-    assert all(len(s) == 2 and len(set(s)) == 2 for s in seeds)
-    assert len({tuple(s) for s in seeds}) == 3
-
-
-def test_backfill_is_idempotent_and_renders_recorded_skips(sched: Scheduler) -> None:
-    cid = sched.campaign(catchup_window_s=60)
-    sched.tick(at(5, 30))  # minutes 1-3 missed, 4 coalesced, 5 queued
-    first = _backfill(sched, cid, at(1, 0), at(6, 0))
-    assert [(r.run.scheduled_for.minute, r.existing) for r in first] == [
-        (1, False),
-        (2, False),
-        (3, False),
-        (4, False),
-        (5, True),
-    ]
-    again = _backfill(sched, cid, at(1, 0), at(6, 0))
-    assert all(r.existing and r.publication is None for r in again)
-    runs = sched.runs(cid)
-    assert len(runs) == 5 and all(job is not None for _, job in runs)
-    assert len({job.id for _, job in runs if job is not None}) == 5
-
-
 def test_a_second_run_for_a_tick_is_refused_by_the_database(sched: Scheduler) -> None:
     """The backstop under the row lock: unique (campaign_id, scheduled_for)."""
     cid = sched.campaign()
@@ -403,3 +238,10 @@ def test_concurrent_ticks_fire_each_tick_exactly_once(sched: Scheduler) -> None:
         runs = sched.runs(cid)
         assert [run.scheduled_for for run, _ in runs] == [at(m, 0) for m in (1, 2, 3)]
         assert len({job.id for _, job in runs if job is not None}) == 3
+
+
+def test_the_loop_sleeps_until_the_next_fire_time_within_bounds() -> None:
+    assert sleep_s(None, now=T0, cap_s=5.0) == 5.0  # no active campaign
+    assert sleep_s(T0 + timedelta(seconds=2), now=T0, cap_s=5.0) == 2.0
+    assert sleep_s(T0 + timedelta(hours=1), now=T0, cap_s=5.0) == 5.0
+    assert sleep_s(T0 - timedelta(seconds=1), now=T0, cap_s=5.0) == MIN_SLEEP_S  # overdue

@@ -8,10 +8,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,67 +19,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from beat.webhook_sender import Deliverer
 from models.db.keys import tenant_for_key
 from models.db.tables import WebhookDelivery, WebhookSecret, utcnow
-from models.db.webhooks import verify
+from models.domain.webhook_signing import verify
 from models.domain.webhook_urls import is_public
 from models.infra.settings import Settings
 from tests.conftest import ApiClient
+from tests.webhook_receiver import Receiver, serve_receiver
 
 MODEL = "campaign-test"  # no worker serves it: jobs here end by cancellation
 SPEC: dict[str, Any] = {"prompts": ["1girl"], "seeds": [1, 2], "model": MODEL}
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Each path answers from its script of status codes (the last one repeats)."""
-
-    port: int = 0
-    scripts: dict[str, list[int]] = field(default_factory=dict)
-    received: list[Received] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def on(self, path: str) -> list[Received]:
-        return [r for r in self.received if r.path == path]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            state.received.append(Received(self.path, dict(self.headers.items()), body))
-            if self.path == "/hang":
-                state.release.wait(30)
-            script = state.scripts.get(self.path, [200])
-            code = script.pop(0) if len(script) > 1 else script[0]
-            self.send_response(code)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"no" if code >= 300 else b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
+    with serve_receiver() as state:
+        yield state
 
 
 @pytest.fixture
@@ -250,6 +201,14 @@ def test_a_name_that_resolves_inside_is_refused_at_delivery(
     assert "not a public address" in delivery["last_error"]
 
 
+def wait_for(what: str, predicate: Callable[[], object], timeout_s: float = 60) -> None:
+    """Poll until ``predicate`` holds; the deadline only turns a hang into a failure."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_dead_receivers_do_not_block_other_deliveries(
     api: ApiClient,
     tenant: uuid.UUID,
@@ -257,6 +216,7 @@ def test_dead_receivers_do_not_block_other_deliveries(
     settings: Settings,
     sessions: sessionmaker[Session],
 ) -> None:
+    """Two slots: one held by a receiver that hangs, one freed at once by a refused connection."""
     with socket.socket() as closed:  # a port nobody listens on: connection refused
         closed.bind(("127.0.0.1", 0))
         dead_port = closed.getsockname()[1]
@@ -267,7 +227,7 @@ def test_dead_receivers_do_not_block_other_deliveries(
         settings.model_copy(
             update={
                 "webhook_concurrency": 2,
-                "webhook_timeout_s": 1.5,
+                "webhook_timeout_s": 120.0,  # the hang ends when the test releases it
                 "webhook_backoff_base_s": 60.0,
                 "webhook_backoff_max_s": 60.0,
             }
@@ -276,25 +236,52 @@ def test_dead_receivers_do_not_block_other_deliveries(
     )
     stop = threading.Event()
     loop = threading.Thread(target=sender.run, args=(stop,), kwargs={"poll_s": 0.05})
-    started = time.monotonic()
     loop.start()
     try:
-        while not receiver.on("/ok") and time.monotonic() - started < 10:
-            time.sleep(0.01)
-        healthy_after_s = time.monotonic() - started
-        assert receiver.on("/hang"), "the hanging receiver was tried first"
-        assert healthy_after_s < 1.0, f"the healthy receiver waited {healthy_after_s:.2f} s"
-        while deliveries(api, hanging)[0]["attempt_log"] == [] and time.monotonic() - started < 10:
-            time.sleep(0.05)
+        wait_for("the healthy receiver", lambda: receiver.on("/ok"))
+        # Served while the hanging receiver still holds its request (released only now).
+        assert receiver.on("/hang") and not receiver.release.is_set()
+        assert deliveries(api, hanging)[0]["attempt_log"] == []
+        receiver.release.set()
+        wait_for("the hanging attempt", lambda: deliveries(api, hanging)[0]["attempt_log"])
     finally:
+        receiver.release.set()
         stop.set()
         loop.join(10)
         sender.close()
-    [hung] = deliveries(api, hanging)
-    assert [a["outcome"] for a in hung["attempt_log"]] == ["retry"]
-    assert "timeout" in hung["attempt_log"][0]["error"]
-    assert 1400 <= hung["attempt_log"][0]["duration_ms"] < 5000
+    assert deliveries(api, hanging)[0]["status"] == "succeeded"
     [dead] = deliveries(api, refused)
     assert dead["status"] == "pending" and dead["attempt_log"][0]["outcome"] == "retry"
     assert "ConnectError" in dead["attempt_log"][0]["error"]
     assert deliveries(api, healthy)[0]["status"] == "succeeded"
+
+
+def test_a_hanging_receiver_times_out_and_is_retried(
+    api: ApiClient,
+    tenant: uuid.UUID,
+    receiver: Receiver,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+) -> None:
+    hanging = finished_job(api, receiver.url("/hang"))
+    timeout_s = 0.3
+    sender = Deliverer(
+        settings.model_copy(
+            update={
+                "webhook_timeout_s": timeout_s,
+                "webhook_backoff_base_s": 60.0,  # one attempt: the retry is a minute away
+                "webhook_backoff_max_s": 60.0,
+            }
+        ),
+        sessions,
+    )
+    try:
+        sender.deliver_due()
+    finally:
+        sender.close()
+    assert not receiver.release.is_set()  # the receiver never answered: the timeout ended it
+    [hung] = deliveries(api, hanging)
+    [attempt] = hung["attempt_log"]
+    assert attempt["outcome"] == "retry" and "timeout" in attempt["error"]
+    assert attempt["duration_ms"] >= timeout_s * 1000  # waited its timeout out, never less
+    assert hung["status"] == "pending" and hung["next_attempt_at"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from beat.webhook_sender import HttpResult, backoff_s, classify
-from models.db.webhooks import AttemptOutcome, sign, verify
+from models.db.outbox import AttemptOutcome
+from models.domain.webhook_signing import sign, verify
 from models.domain.webhook_urls import check_url_syntax, private_url_reason
 from models.infra.settings import Settings
 

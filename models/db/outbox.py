@@ -1,22 +1,17 @@
-"""Webhooks: the durable outbox, per-tenant signing secrets, and the signature scheme.
+"""The webhook outbox: events queued in the transaction that caused them, claimed and sent.
 
 An event is a row in ``webhook_deliveries``, inserted in the transaction that
 made it happen (a job reaching a terminal status), so an event is never lost
 and never sent for something that rolled back. ``farm beat`` claims due rows
 (``claim_due``: a lease, so a crashed sender's row comes back), POSTs them and
 records each attempt (``record_attempt``). Delivery is at least once: receivers
-dedupe on the event id (``Farm-Event-Id``, also ``id`` in the body).
-
-Signature: ``Farm-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
-"<t>.<raw body>")>``; see docs/CAMPAIGNS.md for a verification snippet.
+dedupe on the event id (``Farm-Event-Id``, also ``id`` in the body). Each claimed
+delivery carries its tenant's secret (models/db/webhook_secrets.py) to sign with.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,22 +19,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.db.tables import (
-    CampaignRun,
-    Job,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookSecret,
-    utcnow,
-)
+from models.db.tables import CampaignRun, Job, WebhookAttempt, WebhookDelivery, utcnow
+from models.db.webhook_secrets import tenant_secret
 
 JOB_COMPLETED = "job.completed"
-SIGNATURE_HEADER = "Farm-Signature"
-SECRET_PREFIX = "whsec_"
-SIGNATURE_TOLERANCE_S = 300
 
 
 class DeliveryStatus(StrEnum):
@@ -52,62 +37,6 @@ class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     RETRY = "retry"
     FAILED = "failed"
-
-
-# --- Signing --------------------------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``Farm-Signature`` header value for ``body`` sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify(
-    secret: str, header: str, body: bytes, *, now: float, tolerance_s: int = SIGNATURE_TOLERANCE_S
-) -> bool:
-    """What a receiver does: a v1 signature matches and the timestamp is recent."""
-    fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
-    stamps = [v for k, v in fields if k.strip() == "t"]
-    if len(stamps) != 1 or not stamps[0].strip().isdigit():
-        return False
-    timestamp = int(stamps[0])
-    if abs(now - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body).rsplit("v1=", 1)[1]
-    return any(k.strip() == "v1" and hmac.compare_digest(v, expected) for k, v in fields)
-
-
-# --- Secrets --------------------------------------------------------------------------------
-
-
-def _new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
-
-
-def tenant_secret(session: Session, *, tenant_id: uuid.UUID) -> WebhookSecret:
-    """The tenant's signing secret, created on first use (safe against a concurrent first use)."""
-    row = session.get(WebhookSecret, tenant_id)
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = WebhookSecret(tenant_id=tenant_id, secret=_new_secret(), created_at=utcnow())
-            session.add(row)
-    except IntegrityError:  # another transaction created it first
-        row = session.scalars(
-            select(WebhookSecret).where(WebhookSecret.tenant_id == tenant_id)
-        ).one()
-    return row
-
-
-def rotate_secret(session: Session, *, tenant_id: uuid.UUID) -> WebhookSecret:
-    """Replace the secret: deliveries signed from now on use the new one."""
-    row = tenant_secret(session, tenant_id=tenant_id)
-    row.secret = _new_secret()
-    row.created_at = utcnow()
-    session.flush()
-    return row
 
 
 # --- The outbox: enqueue ----------------------------------------------------------------------
