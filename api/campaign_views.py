@@ -8,8 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.campaigns import run_status
-from models.db.tables import Campaign, CampaignRun, Job, WebhookAttempt, WebhookDelivery
+from models.db.tables import Job
+from models.db.webhook_tables import WebhookAttempt, WebhookDelivery
 
 
 class CampaignOut(BaseModel):

@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.campaign_due import earliest_next_fire, lock_if_free, lock_next_due, to_settle
-from models.db.tables import Campaign, utcnow
+from models.db.campaign_tables import Campaign
+from models.db.tables import utcnow
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.service.campaign_runs import RunResult, fire_due, settle

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from models.db.schema import METADATA
 from models.db.session import make_engine
-from models.db.tables import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
@@ -16,7 +16,7 @@ engine = make_engine(url)
 with engine.connect() as connection:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=METADATA,
         render_as_batch=True,  # SQLite cannot ALTER most things in place
         compare_type=True,
     )

@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from beat.scheduler import tick
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.campaigns import (
     campaign_input,
     create_campaign,
@@ -21,7 +22,7 @@ from models.db.campaigns import (
     update_campaign,
 )
 from models.db.keys import ensure_tenant
-from models.db.tables import Campaign, CampaignRun, Job
+from models.db.tables import Job
 from models.domain.campaign_spec import CampaignIn, CampaignPatch
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings

@@ -21,6 +21,7 @@ from api.campaign_views import (
 from api.deps import DbSession, Limit, State, owned_or_404
 from api.errors import validation_fields
 from api.routes.jobs import JsonBody
+from models.db.campaign_tables import Campaign
 from models.db.campaigns import (
     campaign_input,
     create_campaign,
@@ -31,7 +32,7 @@ from models.db.campaigns import (
     lock_campaign,
     update_campaign,
 )
-from models.db.tables import Campaign, utcnow
+from models.db.tables import utcnow
 from models.domain.campaign_spec import (
     BackfillIn,
     CampaignIn,

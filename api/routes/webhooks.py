@@ -12,8 +12,8 @@ from api.deps import DbSession, Limit
 from api.routes.jobs import TenantJob
 from models.db.outbox import list_deliveries
 from models.db.pagination import decode_cursor, encode_cursor
-from models.db.tables import WebhookSecret
 from models.db.webhook_secrets import rotate_secret, tenant_secret
+from models.db.webhook_tables import WebhookSecret
 from models.domain.webhook_signing import SIGNATURE_HEADER
 
 router = APIRouter(tags=["webhooks"])

@@ -12,8 +12,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.campaigns import ACTIVE_JOB_STATUSES, RunStatus
-from models.db.tables import Campaign, CampaignRun, Job
+from models.db.tables import Job
 
 __all__ = ["earliest_next_fire", "lock_if_free", "lock_next_due", "to_settle"]
 

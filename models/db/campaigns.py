@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.pagination import Page, keyset_page
-from models.db.tables import Campaign, CampaignRun, Job
+from models.db.tables import Job
 from models.domain.campaign_spec import CampaignIn
 from models.domain.schedule.plan import ScheduleState, plan_tick
 from models.domain.schedule.policies import OverlapPolicy

@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from models.db.tables import CampaignRun, Job, WebhookAttempt, WebhookDelivery, utcnow
+from models.db.campaign_tables import CampaignRun
+from models.db.tables import Job, utcnow
 from models.db.webhook_secrets import tenant_secret
+from models.db.webhook_tables import WebhookAttempt, WebhookDelivery
 
 JOB_COMPLETED = "job.completed"
 

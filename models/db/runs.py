@@ -12,8 +12,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.db.campaign_tables import CampaignRun
 from models.db.campaigns import ACTIVE_JOB_STATUSES, RunStatus
-from models.db.tables import CampaignRun, Job
+from models.db.tables import Job
 
 
 def rendering_runs(session: Session, *, campaign_id: uuid.UUID) -> list[tuple[CampaignRun, Job]]:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.db.tables import WebhookSecret, utcnow
+from models.db.tables import utcnow
+from models.db.webhook_tables import WebhookSecret
 
 __all__ = ["SECRET_PREFIX", "rotate_secret", "tenant_secret"]
 

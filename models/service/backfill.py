@@ -13,9 +13,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from models.db.campaign_tables import Campaign
 from models.db.campaigns import RunOrigin, RunStatus
 from models.db.runs import runs_at
-from models.db.tables import Campaign
 from models.domain.schedule.fire_times import backfill_ticks
 from models.domain.seed_policy import run_seeds
 from models.domain.spec import FieldError, JobSpec, SpecError

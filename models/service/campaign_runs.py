@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.campaigns import (
     RunOrigin,
     RunStatus,
@@ -31,7 +32,7 @@ from models.db.runs import (
     recorded_ticks,
     rendering_runs,
 )
-from models.db.tables import Campaign, CampaignRun, Job
+from models.db.tables import Job
 from models.domain.schedule.plan import TickActionKind, plan_tick
 from models.domain.schedule.policies import OverlapPolicy, overlap_action, should_pause
 from models.domain.seed_policy import run_seeds

@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.keys import create_api_key
 from models.db.session import make_engine, make_session_factory
-from models.db.tables import Campaign, CampaignRun
 from models.domain.webhook_signing import verify
 from models.infra.settings import normalize_database_url
 from tests.conftest import TEST_MODELS

@@ -13,8 +13,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
+from models.db.campaign_tables import Campaign
 from models.db.keys import create_api_key, tenant_for_key
-from models.db.tables import Campaign, WebhookDelivery
+from models.db.webhook_tables import WebhookDelivery
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
 from tests.conftest import ApiClient

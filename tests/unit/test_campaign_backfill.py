@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.tables import Campaign
+from models.db.campaign_tables import Campaign
 from models.domain.seed_policy import date_seed
 from models.infra.settings import Settings
 from models.service.backfill import backfill, plan_backfill

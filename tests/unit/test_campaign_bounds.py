@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.keys import tenant_for_key
-from models.db.tables import Campaign, CampaignRun
 from models.infra.settings import Settings
 from tests.conftest import ApiClient
 

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from beat.scheduler import MIN_SLEEP_S, sleep_s
+from models.db.campaign_tables import Campaign
 from models.db.campaigns import RunOrigin
-from models.db.tables import Campaign
 from models.infra.settings import Settings
 from models.service.campaign_runs import RunResult, record_tick, trigger
 from tests.campaign_clock import MODEL, T0, Scheduler, at, frozen_scheduler, with_test_model

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.main import create_app
 from api.routes import web, web_files
 from beat.scheduler import tick
+from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.keys import create_api_key, tenant_for_key
-from models.db.tables import Campaign, CampaignRun
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
 

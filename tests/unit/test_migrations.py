@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from migrations.apply import upgrade
+from models.db.schema import METADATA
 from models.db.session import make_engine
-from models.db.tables import Base
 from models.infra.settings import normalize_database_url
 
 
@@ -18,7 +18,7 @@ def _diff(url: str) -> list[object]:
     engine = make_engine(url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        diff = list(compare_metadata(context, Base.metadata))
+        diff = list(compare_metadata(context, METADATA))
     engine.dispose()
     return diff
 

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from beat.webhook_sender import Deliverer
 from models.db.keys import tenant_for_key
-from models.db.tables import WebhookDelivery, WebhookSecret, utcnow
+from models.db.tables import utcnow
+from models.db.webhook_tables import WebhookDelivery, WebhookSecret
 from models.domain.webhook_signing import verify
 from models.domain.webhook_urls import is_public
 from models.infra.settings import Settings
