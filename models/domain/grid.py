@@ -75,10 +75,14 @@ def expand(grid: ResolvedGrid) -> list[Cell]:
     buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
     per_job = {k: v for k, v in grid.settings.items() if k not in SETTING_AXES}
     axes = [as_list(grid.settings[name]) for name in SETTING_AXES]
+    # The settings of each combination of the setting axes, made once (not per cell).
+    settings = [
+        {**per_job, **dict(zip(SETTING_AXES, values, strict=True))} for values in product(*axes)
+    ]
     variants: dict[str, list[str]] = {}  # a text's Prompt S/R variants, made once
     cells = []
     combos = product(enumerate(grid.prompts), grid.buckets, grid.seeds, enumerate(replacements))
-    for index, (combo, values) in enumerate(product(combos, product(*axes))):
+    for index, (combo, setting) in enumerate(product(combos, settings)):
         (prompt_index, prompt), bucket_name, seed, (variant, value) = combo
         bucket = buckets[bucket_name]
         negative = grid.negative_prompt
@@ -98,8 +102,7 @@ def expand(grid: ResolvedGrid) -> list[Cell]:
                 height=bucket.height,
                 seed=seed,
                 prompt_replace=value,
-                **per_job,
-                **dict(zip(SETTING_AXES, values, strict=True)),
+                **setting,
             )
         )
     return cells
