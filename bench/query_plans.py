@@ -23,17 +23,12 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
+from models.db.claims import claim_next_shard, claim_next_shard_stepwise
+from models.db.finish import CellResult, finish_attempt, finish_attempt_stepwise
 from models.db.jobs import NewJob, create_jobs, list_items
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory
-from models.db.shards import (
-    CellResult,
-    claim_next_shard,
-    claim_next_shard_stepwise,
-    finish_attempt,
-    finish_attempt_stepwise,
-    shard_cells,
-)
+from models.db.shard_cells import shard_cells
 from models.db.tables import Job, utcnow
 from models.domain.spec import JobSpec
 from models.infra.settings import normalize_database_url

@@ -31,7 +31,8 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import CellResult, ClaimedShard
+from models.db.claims import ClaimedShard
+from models.db.finish import CellResult
 from models.db.tables import Item, Job
 from models.domain.buckets import parse_bucket
 from models.domain.status import CellStatus, JobStatus

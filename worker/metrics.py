@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import CellResult, ClaimedShard
+from models.db.claims import ClaimedShard
+from models.db.finish import CellResult
 from models.db.tables import Job
 from models.domain.status import JobStatus
 from models.infra import metric_names as names

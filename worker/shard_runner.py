@@ -15,16 +15,10 @@ from typing import Protocol
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    ClaimedShard,
-    QueuedCell,
-    cancelled_jobs,
-    claim_next_shard,
-    finish_attempt,
-    shard_cells,
-)
+from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
+from models.db.leases import cancelled_jobs
+from models.db.shard_cells import QueuedCell, shard_cells
 from models.domain.animagine import rating_of
 from models.domain.infotext import RenderParameters, format_infotext
 from models.domain.status import JobStatus

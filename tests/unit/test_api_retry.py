@@ -7,13 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    claim_next_shard,
-    finish_attempt,
-    shard_cells,
-)
+from models.db.claims import claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
+from models.db.shard_cells import shard_cells
 from models.db.tables import Item, Shard
 from tests.conftest import ApiClient
 

@@ -10,13 +10,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import (
+from models.db.claims import ClaimedShard, claim_next_shard, claim_next_shard_stepwise
+from models.db.finish import (
     CellFailure,
     CellResult,
-    ClaimedShard,
     ShardCompletion,
-    claim_next_shard,
-    claim_next_shard_stepwise,
     finish_attempt,
     finish_attempt_stepwise,
 )

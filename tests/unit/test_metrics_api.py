@@ -9,10 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.metrics import FarmGauges, FarmSnapshot, read_snapshot
+from models.db.claims import claim_next_shard
+from models.db.finish import CellResult, finish_attempt
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory
-from models.db.shards import CellResult, claim_next_shard, finish_attempt, shard_cells
+from models.db.shard_cells import shard_cells
 from models.domain.spec import JobSpec
 from tests.conftest import TEST_MODELS, ApiClient
 

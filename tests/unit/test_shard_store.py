@@ -8,16 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
 from models.db.jobs import NewJob, create_jobs, get_job
 from models.db.keys import ensure_tenant
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    ClaimedShard,
-    claim_next_shard,
-    finish_attempt,
-    shard_cells,
-)
+from models.db.shard_cells import shard_cells
 from models.db.tables import Item, Job, utcnow
 from models.domain.spec import JobSpec
 
