@@ -1,5 +1,6 @@
-"""farm_claim_shard() and farm_finish_shard() (migration 0007) do what the stepwise
-Python claim and finish do."""
+"""farm_claim_shard() and farm_finish_shard() (models/db/sql/) do what the stepwise
+Python claim and finish do, on fixed scenarios whose outcome is pinned too
+(test_claim_equivalence.py compares the two on generated ones)."""
 
 from __future__ import annotations
 
