@@ -72,8 +72,7 @@ def newest(name: str) -> SqlFunction:
 
 
 def _on_postgres() -> bool:
-    # The migration context, not the bind: it also answers in offline (--sql) mode.
-    return op.get_context().dialect.name == "postgresql"
+    return op.get_bind().dialect.name == "postgresql"
 
 
 def install(function: SqlFunction) -> None:
@@ -88,7 +87,7 @@ def drop(name: str) -> None:
 
 
 def replace(old: SqlFunction, new: SqlFunction) -> None:
-    """``old`` -> ``new``, in the migration's transaction: nobody sees neither.
+    """``old`` -> ``new`` in the migration's transaction: other sessions see one or the other.
 
     Drop, then create (the recipe's order), because ``CREATE OR REPLACE`` cannot change
     a function's arguments or result: it would add an overload or fail.

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from migrations.apply import alembic_config, upgrade
-from migrations.replaceable import SqlFunction, newest, sql_root, versions
+from migrations.replaceable import SqlFunction, drop, newest, replace, sql_root, versions
 from models.db.session import make_engine
 from models.infra.settings import normalize_database_url
 from tests.services import postgres_database
@@ -111,4 +113,27 @@ def test_downgrade_drops_the_functions_and_upgrade_brings_them_back(fresh_url: s
     command.upgrade(config, "heads")
     with engine.connect() as connection:
         assert [_installed(connection, name) for name in FUNCTIONS] == FUNCTIONS
+    engine.dispose()
+
+
+def test_replace_leaves_one_overload_and_drop_none(pg_url: str) -> None:
+    """What a later migration's ``replace(vN, vN+1)`` does, run here on v1 twice."""
+    claim = newest("farm_claim_shard")
+    engine = make_engine(normalize_database_url(pg_url))
+    with engine.connect() as connection:
+        scratch = f"scratch_{uuid.uuid4().hex[:8]}"
+        connection.execute(text(f"CREATE SCHEMA {scratch}"))
+        connection.execute(text(f"SET LOCAL search_path TO {scratch}"))
+        count = text(
+            "SELECT count(*) FROM pg_proc WHERE proname = :name"
+            " AND pronamespace = CAST(:schema AS regnamespace)"
+        )
+        params = {"name": claim.name, "schema": scratch}
+        with Operations.context(MigrationContext.configure(connection)):
+            connection.execute(text(claim.sql()))
+            replace(claim, claim)
+            assert connection.execute(count, params).scalar_one() == 1
+            drop(claim.name)
+            assert connection.execute(count, params).scalar_one() == 0
+        connection.rollback()
     engine.dispose()
