@@ -23,18 +23,13 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
+from models.db.cell_rows import queued_cells
+from models.db.claims import claim_next_shard, claim_next_shard_stepwise
+from models.db.finish import CellResult, finish_attempt, finish_attempt_stepwise
 from models.db.jobs import NewJob, create_jobs, list_items
 from models.db.keys import ensure_tenant
 from models.db.reconcile import queued_counts, queued_ids, release_expired_leases
 from models.db.session import make_engine, make_session_factory
-from models.db.shards import (
-    CellResult,
-    claim_next_shard,
-    claim_next_shard_stepwise,
-    finish_attempt,
-    finish_attempt_stepwise,
-    shard_cells,
-)
 from models.db.tables import Job, utcnow
 from models.domain.spec import JobSpec
 from models.infra.settings import normalize_database_url
@@ -153,7 +148,7 @@ def plans(sessions: sessionmaker[Session], job_ids: list[uuid.UUID]) -> dict[str
             shard = claim_next_shard(session, model=MODEL, worker="plans", lease_s=600)
             assert shard is not None
             with recording(engine) as statements:
-                cells = shard_cells(session, shard=shard)
+                cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
                 results = [CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10) for c in cells]
                 finish(
                     session,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import cancelled_jobs, renew_leases
+from models.db.leases import cancelled_jobs, renew_leases
 from models.infra.periodic import Periodic
 
 

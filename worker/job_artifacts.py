@@ -29,7 +29,8 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
-from models.db.shards import CellResult, ClaimedShard
+from models.db.claims import ClaimedShard
+from models.db.finish import CellResult
 from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name

@@ -32,8 +32,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.claims import ClaimedShard
 from models.db.farm_metrics import job_latency_s
-from models.db.shards import CellResult, ClaimedShard
+from models.db.finish import CellResult
 from models.domain.status import JobStatus
 from models.infra import metric_names as names
 from models.infra.storage import Storage

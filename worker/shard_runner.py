@@ -16,14 +16,9 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.cell_rows import queued_cells
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    ClaimedShard,
-    cancelled_jobs,
-    claim_next_shard,
-    finish_attempt,
-)
+from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
+from models.db.leases import cancelled_jobs
 from models.domain.animagine import rating_of
 from models.domain.cells import Cell
 from models.domain.infotext import format_infotext, parameters_of

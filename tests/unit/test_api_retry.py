@@ -7,13 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    claim_next_shard,
-    finish_attempt,
-    shard_cells,
-)
+from models.db.cell_rows import queued_cells
+from models.db.claims import claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
 from models.db.tables import Item, Shard
 from tests.conftest import ApiClient
 
@@ -27,7 +23,7 @@ def test_retry_requeues_only_failed_cells(api: ApiClient, sessions: sessionmaker
     with sessions.begin() as session:
         shard = claim_next_shard(session, model=model, worker="w", lease_s=60)
         assert shard is not None
-        good, bad = shard_cells(session, shard=shard)
+        good, bad = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
         finish_attempt(
             session,
             shard=shard,

@@ -1,5 +1,6 @@
-"""farm_claim_shard() and farm_finish_shard() (migration 0007) do what the stepwise
-Python claim and finish do."""
+"""farm_claim_shard() and farm_finish_shard() (models/db/sql/) do what the stepwise
+Python claim and finish do, on fixed scenarios whose outcome is pinned too
+(test_claim_equivalence.py compares the two on generated ones)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import (
+from models.db.claims import ClaimedShard, claim_next_shard, claim_next_shard_stepwise
+from models.db.finish import (
     CellFailure,
     CellResult,
-    ClaimedShard,
     ShardCompletion,
-    claim_next_shard,
-    claim_next_shard_stepwise,
     finish_attempt,
     finish_attempt_stepwise,
 )

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.shards import ClaimedShard
+from models.db.claims import ClaimedShard
 from models.db.tables import Job
 from models.domain.status import JobStatus
 from models.infra.settings import Settings

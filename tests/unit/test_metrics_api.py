@@ -9,11 +9,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.metrics import FarmGauges
+from models.db.cell_rows import queued_cells
+from models.db.claims import claim_next_shard
 from models.db.farm_metrics import FarmSnapshot, read_snapshot
+from models.db.finish import CellResult, finish_attempt
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory
-from models.db.shards import CellResult, claim_next_shard, finish_attempt, shard_cells
 from models.domain.spec import JobSpec
 from tests.conftest import TEST_MODELS, ApiClient
 
@@ -77,7 +79,7 @@ def test_cells_follow_claims_and_results(sessions: sessionmaker[Session]) -> Non
     with sessions.begin() as session:
         shard = claim_next_shard(session, model=model, worker="w-metrics", lease_s=60)
         assert shard is not None
-        cells = shard_cells(session, shard=shard)
+        cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
     running = snapshot(sessions, [model])
     assert running.queue_depth == {model: 1}
     assert running.cells["running"] == before.cells["running"] + len(cells) == len(cells)

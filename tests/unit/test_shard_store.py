@@ -8,16 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.cell_rows import queued_cells
+from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.finish import CellFailure, CellResult, finish_attempt
 from models.db.jobs import NewJob, create_jobs, get_job
 from models.db.keys import ensure_tenant
-from models.db.shards import (
-    CellFailure,
-    CellResult,
-    ClaimedShard,
-    claim_next_shard,
-    finish_attempt,
-    shard_cells,
-)
 from models.db.tables import Item, Job, utcnow
 from models.domain.spec import JobSpec
 
@@ -64,7 +59,7 @@ def claim(sessions: sessionmaker[Session], model: str, worker: str = "w1") -> Cl
 
 def results_for(sessions: sessionmaker[Session], shard: ClaimedShard) -> list[CellResult]:
     with sessions() as session:
-        cells = shard_cells(session, shard=shard)
+        cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
     return [CellResult(c.index, f"k/{c.index}", "0" * 64, None, 10) for c in cells]
 
 

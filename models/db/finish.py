@@ -1,7 +1,9 @@
-"""Claiming and finishing shards: the worker side of the data layer.
+"""Finishing an attempt at a shard: images that landed, cells that failed, the job's
+counters and, when every cell has its outcome, the job's terminal status.
 
-Every transition is a conditional UPDATE, so a duplicate message, a second
-worker or a late worker changes nothing that another already did.
+Every transition is a conditional UPDATE, so a late worker changes nothing that
+another already did. On Postgres the steps up to the job's counters run inside
+``farm_finish_shard()`` (``models/db/sql/farm_finish_shard/``).
 """
 
 from __future__ import annotations
@@ -11,28 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from models.db.fair_share import next_shard_id
+from models.db.claims import ClaimedShard, lock_job
 from models.db.outbox import enqueue_job_completed
-from models.db.tables import Item, Job, Shard, Tenant, utcnow
+from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.status import CellStatus, JobStatus, ShardStatus, final_job_status
 
 if TYPE_CHECKING:
     from PIL import Image
-
-CLAIM_TRIES = 3  # another worker may take the chosen shard between choice and claim
-
-
-@dataclass(frozen=True)
-class ClaimedShard:
-    id: int
-    job_id: uuid.UUID
-    tenant_id: uuid.UUID
-    index: int
-    model: str
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -58,163 +48,6 @@ class ShardCompletion:
     failed: int  # cells that used their last attempt
     requeued: bool  # some cells will be tried again (after a backoff)
     job_status: JobStatus | None  # the job's terminal status if this attempt ended it
-
-
-_CLAIM_SQL = text(
-    "SELECT id, job_id, tenant_id, index, model, attempts"
-    " FROM farm_claim_shard(:model, :worker, :lease_s, :now)"
-)
-
-
-def claim_next_shard(
-    session: Session, *, model: str, worker: str, lease_s: int, now: datetime | None = None
-) -> ClaimedShard | None:
-    """Take the shard fair share says is next for ``model``: queued -> running, leased.
-
-    On Postgres one round trip: ``farm_claim_shard()`` (migration 0007) runs the same
-    steps as ``claim_next_shard_stepwise``, which SQLite uses.
-    """
-    now = now or utcnow()
-    if session.get_bind().dialect.name != "postgresql":
-        return claim_next_shard_stepwise(
-            session, model=model, worker=worker, lease_s=lease_s, now=now
-        )
-    params = {"model": model, "worker": worker, "lease_s": lease_s, "now": now}
-    row = session.execute(_CLAIM_SQL, params).one_or_none()
-    return None if row is None else ClaimedShard(*row)
-
-
-def claim_next_shard_stepwise(
-    session: Session, *, model: str, worker: str, lease_s: int, now: datetime
-) -> ClaimedShard | None:
-    """The claim as statements from Python: fair share's choice, then ``_claim``."""
-    for _ in range(CLAIM_TRIES):
-        shard_id = next_shard_id(session, model=model, now=now)
-        if shard_id is None:
-            return None
-        claimed = _claim(session, shard_id=shard_id, worker=worker, lease_s=lease_s, now=now)
-        if claimed is not None:
-            return claimed
-    return None
-
-
-def lock_job(session: Session, job_id: uuid.UUID) -> None:
-    """Every writer locks the job row first, then shards, then cells: no deadlocks."""
-    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
-
-
-def _claim(
-    session: Session, *, shard_id: int, worker: str, lease_s: int, now: datetime
-) -> ClaimedShard | None:
-    job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
-    if job_id is None:
-        return None
-    lock_job(session, job_id)
-    row = session.execute(
-        update(Shard)
-        .where(Shard.id == shard_id, Shard.status == ShardStatus.QUEUED)
-        .values(
-            status=ShardStatus.RUNNING,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=lease_s),
-            attempts=Shard.attempts + 1,
-            updated_at=now,
-        )
-        .returning(
-            Shard.id, Shard.job_id, Shard.tenant_id, Shard.index, Shard.model, Shard.attempts
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    shard = ClaimedShard(*row)
-    session.execute(update(Tenant).where(Tenant.id == shard.tenant_id).values(last_claim_at=now))
-    # One statement: the first claim of a job also starts it (queued -> running).
-    starting = Job.status == JobStatus.QUEUED
-    session.execute(
-        update(Job)
-        .where(Job.id == shard.job_id)
-        .values(
-            last_claim_at=now,
-            version=Job.version + 1,
-            status=case((starting, JobStatus.RUNNING.value), else_=Job.status),
-            started_at=case((starting, now), else_=Job.started_at),
-        )
-    )
-    return shard
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedCell:
-    """What rendering a cell needs, read without the ORM (a worker reads a shard's
-    cells between two renders: loading full ``Item`` objects cost ~5% of its CPU)."""
-
-    index: int
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    seed: int
-    steps: int
-    guidance_scale: float
-    sampler: str
-    emphasis: str | None
-    hires_scale: float | None
-    hires_strength: float | None
-    hires_steps: int | None
-
-
-_CELL_COLUMNS = (
-    Item.index,
-    Item.prompt,
-    Item.negative_prompt,
-    Item.width,
-    Item.height,
-    Item.seed,
-    Item.steps,
-    Item.guidance_scale,
-    Item.sampler,
-    Item.emphasis,
-    Item.hires_scale,
-    Item.hires_strength,
-    Item.hires_steps,
-)
-
-
-def shard_cells(session: Session, *, shard: ClaimedShard) -> list[QueuedCell]:
-    """The shard's cells that still need an image, in index order."""
-    rows = session.execute(
-        select(*_CELL_COLUMNS)
-        .where(
-            Item.job_id == shard.job_id,
-            Item.shard_index == shard.index,
-            Item.status == CellStatus.QUEUED,
-        )
-        .order_by(Item.index)
-    )
-    return [QueuedCell(**row._mapping) for row in rows]
-
-
-def renew_leases(session: Session, *, shard_ids: list[int], worker: str, lease_s: int) -> None:
-    """Heartbeat: the shards this worker still holds stay its own."""
-    if shard_ids:
-        session.execute(
-            update(Shard)
-            .where(
-                Shard.id.in_(shard_ids),
-                Shard.claimed_by == worker,
-                Shard.status == ShardStatus.RUNNING,
-            )
-            .values(lease_until=utcnow() + timedelta(seconds=lease_s))
-        )
-
-
-def cancelled_jobs(session: Session, *, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    if not job_ids:
-        return set()
-    rows = session.scalars(
-        select(Job.id).where(Job.id.in_(job_ids), Job.status == JobStatus.CANCELLED)
-    )
-    return set(rows)
 
 
 _FINISH_SQL = text(
@@ -243,7 +76,7 @@ def finish_attempt(
     backoff) until it has used ``max_attempts``; then it is failed for good
     with its error. The job's counters move by what is new, in this transaction.
 
-    On Postgres one statement, ``farm_finish_shard()`` (migration 0007), runs the
+    On Postgres one statement, ``farm_finish_shard()`` (models/db/sql/), runs the
     steps of ``finish_attempt_stepwise`` (SQLite's path) up to the job's counters.
     """
     if session.get_bind().dialect.name != "postgresql":

@@ -1,0 +1,115 @@
+"""Claiming a shard: queued -> running, leased to one worker.
+
+Which shard is next is fair share's choice (``models.db.fair_share``); the claim is a
+conditional UPDATE, so a duplicate message or a second worker changes nothing that
+another already did. On Postgres both run inside ``farm_claim_shard()``
+(``models/db/sql/farm_claim_shard/``), one round trip while the GPU waits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, select, text, update
+from sqlalchemy.orm import Session
+
+from models.db.fair_share import next_shard_id
+from models.db.tables import Job, Shard, Tenant, utcnow
+from models.domain.status import JobStatus, ShardStatus
+
+CLAIM_TRIES = 3  # another worker may take the chosen shard between choice and claim
+
+
+@dataclass(frozen=True)
+class ClaimedShard:
+    id: int
+    job_id: uuid.UUID
+    tenant_id: uuid.UUID
+    index: int
+    model: str
+    attempts: int
+
+
+_CLAIM_SQL = text(
+    "SELECT id, job_id, tenant_id, index, model, attempts"
+    " FROM farm_claim_shard(:model, :worker, :lease_s, :now)"
+)
+
+
+def claim_next_shard(
+    session: Session, *, model: str, worker: str, lease_s: int, now: datetime | None = None
+) -> ClaimedShard | None:
+    """Take the shard fair share says is next for ``model``: queued -> running, leased.
+
+    On Postgres one round trip: ``farm_claim_shard()`` (models/db/sql/) runs the same
+    steps as ``claim_next_shard_stepwise``, which SQLite uses.
+    """
+    now = now or utcnow()
+    if session.get_bind().dialect.name != "postgresql":
+        return claim_next_shard_stepwise(
+            session, model=model, worker=worker, lease_s=lease_s, now=now
+        )
+    params = {"model": model, "worker": worker, "lease_s": lease_s, "now": now}
+    row = session.execute(_CLAIM_SQL, params).one_or_none()
+    return None if row is None else ClaimedShard(*row)
+
+
+def claim_next_shard_stepwise(
+    session: Session, *, model: str, worker: str, lease_s: int, now: datetime
+) -> ClaimedShard | None:
+    """The claim as statements from Python: fair share's choice, then ``_claim``."""
+    for _ in range(CLAIM_TRIES):
+        shard_id = next_shard_id(session, model=model, now=now)
+        if shard_id is None:
+            return None
+        claimed = _claim(session, shard_id=shard_id, worker=worker, lease_s=lease_s, now=now)
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def lock_job(session: Session, job_id: uuid.UUID) -> None:
+    """Every writer locks the job row first, then shards, then cells: no deadlocks."""
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
+def _claim(
+    session: Session, *, shard_id: int, worker: str, lease_s: int, now: datetime
+) -> ClaimedShard | None:
+    job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
+    if job_id is None:
+        return None
+    lock_job(session, job_id)
+    row = session.execute(
+        update(Shard)
+        .where(Shard.id == shard_id, Shard.status == ShardStatus.QUEUED)
+        .values(
+            status=ShardStatus.RUNNING,
+            claimed_by=worker,
+            lease_until=now + timedelta(seconds=lease_s),
+            attempts=Shard.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            Shard.id, Shard.job_id, Shard.tenant_id, Shard.index, Shard.model, Shard.attempts
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    shard = ClaimedShard(*row)
+    session.execute(update(Tenant).where(Tenant.id == shard.tenant_id).values(last_claim_at=now))
+    # One statement: the first claim of a job also starts it (queued -> running).
+    starting = Job.status == JobStatus.QUEUED
+    session.execute(
+        update(Job)
+        .where(Job.id == shard.job_id)
+        .values(
+            last_claim_at=now,
+            version=Job.version + 1,
+            status=case((starting, JobStatus.RUNNING.value), else_=Job.status),
+            started_at=case((starting, now), else_=Job.started_at),
+        )
+    )
+    return shard
