@@ -14,7 +14,7 @@ from typing import Any
 
 from models.db.cell_rows import item_cell
 from models.db.tables import Item, Job
-from models.domain.cells import FIELD_INFO, RENDER_FIELDS, cell_values
+from models.domain.cells import cell_values, viewer_fields
 from models.infra.storage import GALLERY_NAME, sheet_name, thumb_name
 
 MANIFEST_VERSION = 1
@@ -76,7 +76,7 @@ def build_manifest(
         },
         # The render fields every cell carries, with A1111's names where it has one:
         # what a viewer lists for a cell (the gallery reads this, not a list of its own).
-        "cell_fields": [[name, FIELD_INFO[name].infotext or name] for name in RENDER_FIELDS],
+        "cell_fields": [list(field) for field in viewer_fields()],
         "contact_sheets": [sheet_name(i) for i in range(len(grid.get("prompts", [])))],
         "gallery": GALLERY_NAME,
         "cells": [cell_entry(item, folder) for item in sorted(items, key=lambda i: i.index)],

@@ -26,7 +26,7 @@ from api.web.forms import Fields, Form, first, spec_from_form
 from models.db.jobs import get_job, list_items, list_jobs
 from models.db.tables import Job
 from models.domain.buckets import BUCKETS
-from models.domain.cells import FIELD_INFO, RENDER_FIELDS
+from models.domain.cells import viewer_fields
 from models.domain.samplers import SAMPLERS
 from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import TERMINAL_JOB_STATUSES, JobStatus
@@ -35,8 +35,7 @@ from models.service.submit import JobRequest, QuotaExceeded
 
 router = APIRouter(tags=["web"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
-# The render fields a cell's viewer lists, with A1111's names where it has one.
-CELL_FIELD_LABELS = [(name, FIELD_INFO[name].infotext or name) for name in RENDER_FIELDS]
+CELL_FIELD_LABELS = viewer_fields()  # what a cell's viewer lists
 _IMAGE = TypeAdapter(ImageOut)
 _FORM = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
 

@@ -142,3 +142,15 @@ def render_params(cell: RenderParams) -> RenderParams:
 def cell_values(cell: Cell) -> dict[str, Any]:
     """A cell's fields by name, in declaration order (the manifest, the images API)."""
     return {name: getattr(cell, name) for name in CELL_FIELDS}
+
+
+def viewer_fields() -> list[tuple[str, str]]:
+    """(field, label) of a cell's render fields as a viewer lists them (the job page, the
+    gallery): A1111's names where it has one, and width x height as one "size"."""
+    fields: list[tuple[str, str]] = []
+    for name in RENDER_FIELDS:
+        if name == "width":
+            fields.append(("bucket", "size"))
+        elif name != "height":
+            fields.append((name, FIELD_INFO[name].infotext or name.replace("_", " ")))
+    return fields
