@@ -28,7 +28,8 @@ import torch
 
 from bench._common import emit
 from models.infra.settings import Settings
-from worker.gpu_options import apply_gpu_options, gpu_options_for, warm_renderer
+from worker.gpu_apply import apply_gpu_options, warm_renderer
+from worker.gpu_options import gpu_options_for
 from worker.renderer import DiffusersRenderer, RenderBatch
 
 PROMPT = "masterpiece, best quality, very aesthetic, absurdres, 1girl, solo, smile, upper body"
