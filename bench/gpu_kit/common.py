@@ -106,6 +106,11 @@ def environment(device: str) -> dict[str, Any]:
         "diffusers": version("diffusers"),
         "transformers": version("transformers"),
         "torchao": version("torchao"),
+        # torch < 2.13 draws other bf16/fp16 noise; then the kit draws float32's instead.
+        "torch_draws_other_bf16_noise": not torch.equal(
+            torch.randn(16, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16),
+            torch.randn(16, generator=torch.Generator().manual_seed(0)).bfloat16(),
+        ),
     }
     if device.startswith("cuda"):
         major, minor = torch.cuda.get_device_capability(device)
@@ -113,3 +118,50 @@ def environment(device: str) -> dict[str, Any]:
         memory = torch.cuda.get_device_properties(device).total_memory
         record["gpu_memory_gib"] = round(memory / 2**30, 1)
     return record
+
+
+def noise_in_float32() -> bool:
+    """Make reduced-precision pipelines draw the seed's float32 noise, where this torch
+    does not already; True when it had to.
+
+    torch before 2.13 draws other normals on CPU for bf16 / fp16 than for float32 (from
+    16 values on): the same seed gave a bf16 pipeline another picture (~16 dB against
+    fp32 on torch 2.11, the GPU machine's), which hides the arithmetic's drift that the
+    PSNR is there to measure. torch 2.13 (the farm's pin) draws the float32 numbers,
+    rounded; this does the same on an older torch, for the benchmarks only.
+    """
+    sample = [
+        torch.randn(16, generator=torch.Generator().manual_seed(0), dtype=dtype).float()
+        for dtype in (torch.bfloat16, torch.float32)
+    ]
+    if torch.equal(sample[0], sample[1].bfloat16().float()):
+        return False
+    import importlib
+
+    import diffusers.utils.torch_utils as torch_utils
+
+    original = torch_utils.randn_tensor
+
+    def randn_tensor(
+        shape: Any, generator: Any = None, device: Any = None, dtype: Any = None, layout: Any = None
+    ) -> torch.Tensor:
+        if dtype in (torch.bfloat16, torch.float16):
+            drawn: torch.Tensor = original(shape, generator, device, torch.float32, layout)
+            return drawn.to(dtype)
+        return original(shape, generator, device, dtype, layout)  # type: ignore[no-any-return]
+
+    # The modules that draw the farm's noise (its pipeline, the samplers that add noise
+    # per step) bound the name at import: rebind it there.
+    for name in (
+        "pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+        "pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img",
+        "schedulers.scheduling_euler_ancestral_discrete",
+        "schedulers.scheduling_dpmsolver_multistep",
+        "schedulers.scheduling_ddim",
+        "schedulers.scheduling_k_dpm_2_ancestral_discrete",
+    ):
+        module = importlib.import_module(f"diffusers.{name}")
+        if getattr(module, "randn_tensor", None) is original:
+            setattr(module, "randn_tensor", randn_tensor)  # noqa: B010
+    setattr(torch_utils, "randn_tensor", randn_tensor)  # noqa: B010
+    return True
