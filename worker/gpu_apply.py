@@ -49,11 +49,13 @@ def apply_gpu_options(pipe: Any, options: GpuOptions, *, vae: Any = None) -> Any
         pipe.vae.set_attn_processor(AttnProcessor2_0())
     if options.fuse_qkv:
         pipe.fuse_qkv_projections()  # after the processors: it swaps in fused ones
-    if options.fp8:
-        quantize_fp8(pipe.unet)  # after fusing: the fused projections are quantized too
     if options.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+    if options.fp8:
+        # After fusing (the fused projections are quantized too) and after the memory
+        # format, which then never has to convert FP8 tensor subclasses.
+        quantize_fp8(pipe.unet)
     if options.compile_mode:
         _compile(pipe, options)
     return pipe
