@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench.gpu_kit.common import NEGATIVE, PROMPT, Budget, free, pixels
-from bench.gpu_kit.stages import KitConfig, KitState, _vs_reference
+from bench.gpu_kit.stages import KitConfig, KitState, vs_reference
 from farm.client import FarmClient
 from farm.stack import build_app, free_port, migrate, serve_in_thread
 from models.db.keys import create_api_key
@@ -150,7 +150,7 @@ def stage_farm(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str, Any
         "render_s": round(clock.render_s, 2),
         "renderer_images_per_s": round(final["done"] / clock.render_s, 3),
         "gpu_busy_share": round(clock.render_s / busy_wall, 4),
-        "psnr_vs_fp32": _vs_reference(state, seed0),
+        "psnr_vs_fp32": vs_reference(state, seed0),
     }
     alone = _renderer_alone(state, mode)
     if alone and bucket == f"{cfg.size}x{cfg.size}":  # the same images, alone and in the farm

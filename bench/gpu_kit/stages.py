@@ -73,7 +73,7 @@ def render_batch(cfg: KitConfig, size: int) -> RenderBatch:
     )
 
 
-def _vs_reference(state: KitState, image: np.ndarray) -> float | None:
+def vs_reference(state: KitState, image: np.ndarray) -> float | None:
     if state.reference is None or state.reference.shape != image.shape:
         return None
     return psnr(image, state.reference)
@@ -168,7 +168,7 @@ def stage_baseline(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str,
             out[:] = result.images
 
         timing = time_calls(call, images=size, iters=cfg.iters, budget=budget, device=cfg.device)
-        configs.append({**timing, "psnr_vs_fp32": _vs_reference(state, pixels(out[:1])[0])})
+        configs.append({**timing, "psnr_vs_fp32": vs_reference(state, pixels(out[:1])[0])})
     return {"what": "plain diffusers, fp16", "configs": configs}
 
 
@@ -206,7 +206,7 @@ def stage_renderer(
         timing = time_calls(call, images=size, iters=cfg.iters, budget=budget, device=cfg.device)
         if options.compile_mode:
             timing["compile_s"] = round(timing["first_call_s"] - timing["s_per_batch"], 1)
-        configs.append({**timing, "psnr_vs_fp32": _vs_reference(state, pixels(out[:1])[0])})
+        configs.append({**timing, "psnr_vs_fp32": vs_reference(state, pixels(out[:1])[0])})
     return {  # the run frees the GPU once the stage's locals are gone
         "tier": tier,
         "options": options.describe(),
