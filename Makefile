@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint browser
+.PHONY: install demo test lint browser gpu-kit
 
 $(BIN)/farm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest
+
+# What travels to a lent GPU machine: wheels of what it lacks (bench/README.md, "The device kit").
+gpu-kit: install
+	$(BIN)/python -m bench.gpu_kit.prepare

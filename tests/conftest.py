@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +20,9 @@ from models.db.session import make_engine, make_session_factory
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings, normalize_database_url
 from tests.services import S3Server, moto_s3, postgres_database, redis_database
+
+if TYPE_CHECKING:
+    from tests.tiers import CompiledTier
 
 # boto3 reads credentials from the environment; moto accepts any.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -99,3 +103,15 @@ def api(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[ApiClie
         key = create_api_key(session, tenant_name=f"tenant-{uuid.uuid4().hex[:8]}")
     with TestClient(create_app(settings, publisher=publisher)) as client:
         yield ApiClient(client, key, publisher, settings)
+
+
+@pytest.fixture(scope="session")
+def standard_tier_compiled(
+    model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> CompiledTier:
+    """The tiny model's standard tier compiled once per session (a cold compile takes
+    minutes on 2 cores): the switch tests check its pixels, and the device kit's CPU
+    rehearsal compiles from its cache."""
+    from tests.tiers import compile_standard_tier
+
+    return compile_standard_tier(model_cache / "tiny-sdxl", tmp_path_factory.mktemp("inductor"))

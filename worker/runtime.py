@@ -46,7 +46,8 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     source = parse_model_source(settings.models[model_name])
     if source.kind == "simulated":
         return SimulatedRenderer(seconds_per_image=source.seconds_per_image, model_name=model_name)
-    from worker.gpu_options import apply_gpu_options, gpu_options_for, load_vae, warm_renderer
+    from worker.gpu_apply import apply_gpu_options, load_vae, warm_renderer
+    from worker.gpu_options import gpu_options_for
     from worker.model_loading import load_pipeline
 
     device = resolve_device(settings.device)

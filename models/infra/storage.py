@@ -10,12 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
-import boto3
-import boto3.session
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from models.infra.s3_put import SignedPut
 from models.infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,6 +56,13 @@ def sheet_name(prompt_index: int) -> str:
 
 class S3Storage:
     def __init__(self, *, bucket: str, endpoint_url: str | None) -> None:
+        # boto3 only where S3 is used: local storage (embedded mode, the GPU kit) runs
+        # without it.
+        import boto3.session
+        from botocore.config import Config
+
+        from models.infra.s3_put import SignedPut
+
         self.bucket = bucket
         # Standard mode retries 5xx, throttling and connection errors with backoff.
         config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4")
@@ -96,6 +97,8 @@ class S3Storage:
         )
 
     def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
