@@ -141,7 +141,7 @@ def run_once(base: Settings, *, seconds: float, images: int, serial: bool) -> di
     runner = build_runner(settings, warm_models=[MODEL])
     clock = Clock()
     renderer = CountingRenderer(runner.renderer_for(MODEL), seconds, clock)
-    runner.renderer_for = lambda _name: renderer
+    runner.renderer_for = lambda _name, _tier="standard": renderer
     storage = TimedStorage(runner.storage, clock)
     runner.storage = storage
     runner.output.submit = clock.wrap("wait_for_writer", runner.output.submit)  # type: ignore[method-assign]

@@ -38,7 +38,7 @@ from models.db.finish import CellResult
 from models.domain.status import JobStatus
 from models.infra import metric_names as names
 from models.infra.storage import Storage
-from worker.renderer import RenderBatch, Renderer, StopCheck
+from worker.renderer import RenderBatch, Renderer, RendererFor, StopCheck
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class TimedRenderer:
         return images
 
 
-def timed_renderers(renderer_for: Callable[[str], Renderer]) -> Callable[[str], Renderer]:
-    def timed(model: str) -> Renderer:
-        return TimedRenderer(renderer_for(model))
+def timed_renderers(renderer_for: RendererFor) -> RendererFor:
+    def timed(model: str, tier: str = "standard") -> Renderer:
+        return TimedRenderer(renderer_for(model, tier))
 
     return timed
 

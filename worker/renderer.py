@@ -84,6 +84,12 @@ class RenderInterrupted(Exception):
     """The job was cancelled while its batch was denoising."""
 
 
+class RendererFor(Protocol):
+    """The renderer of a model at a quality tier (loaded once, kept warm)."""
+
+    def __call__(self, model: str, tier: str = "standard") -> Renderer: ...
+
+
 class Renderer(Protocol):
     model_name: str
 
@@ -133,9 +139,10 @@ class DiffusersRenderer:
     depend on the shard it was batched in.
     """
 
-    def __init__(self, pipe: Any, *, model_name: str) -> None:
+    def __init__(self, pipe: Any, *, model_name: str, tf32: bool | None = None) -> None:
         self.pipe = pipe
         self.model_name = model_name
+        self.tf32 = tf32  # set for each call (a process-wide switch); None: leave it
         self.encoder = PromptEncoder(pipe)
         self._base_scheduler_config = dict(pipe.scheduler.config)
         self._schedulers: dict[tuple[str, str], Any] = {}
@@ -190,6 +197,9 @@ class DiffusersRenderer:
             return kwargs
 
         first = batch.first
+        if self.tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
         self.pipe.scheduler = self._scheduler(first.sampler)
         # One CPU generator per cell: the noise depends on the seed alone, not on the
         # GPU model or on the cell's position in the batch.

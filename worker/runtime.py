@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -17,6 +19,9 @@ from worker.job_artifacts import JobArtifacts
 from worker.metrics import MetricsListener, TimedStorage, install_worker_metrics, timed_renderers
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
 from worker.shard_runner import ShardListener, ShardRunner
+
+if TYPE_CHECKING:
+    from worker.gpu_options import GpuOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,36 @@ def resolve_device(configured: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_renderer(model_name: str, settings: Settings) -> Renderer:
-    """Load the named model (operator configured name -> source) and keep it warm."""
+def tier_options_for(settings: Settings, device: str, tier: str) -> GpuOptions:
+    """The switches a worker renders ``tier`` with.
+
+    On CUDA, the tier's own (worker/gpu_options.py ``TIERS``; FARM_GPU_COMPILE may pick
+    a compiled tier's mode, FARM_GPU_VAE an fp16-safe VAE); ValueError, with the reason,
+    for a tier this GPU cannot serve. A CPU has no faster numerics to trade: every tier
+    it serves renders the operator's CPU path (float32, eager, unless FARM_GPU_* forces
+    a switch), and ``fast`` is refused.
+    """
+    from worker.gpu_options import gpu_options_for, tier_options, tiers_available
+
+    reason = tiers_available(device)[tier]  # type: ignore[index]
+    if reason is not None:
+        raise ValueError(f"quality tier {tier!r} cannot be served here: {reason}")
+    base = gpu_options_for(settings, device)
+    if not device.startswith("cuda"):
+        return base
+    mode = settings.gpu_compile.strip().lower()
+    options = tier_options(
+        tier,  # type: ignore[arg-type]
+        device=device,
+        compile_mode=None if mode == "auto" else mode,
+        cache_dir=base.cache_dir,
+        warm_buckets=base.warm_buckets,
+    )
+    return replace(options, vae=base.vae)
+
+
+def load_renderer(model_name: str, settings: Settings, tier: str = "standard") -> Renderer:
+    """Load the named model (operator configured name -> source) for ``tier``; keep it warm."""
     from models.domain.model_sources import parse_model_source
 
     if model_name not in settings.models:
@@ -47,12 +80,11 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     if source.kind == "simulated":
         return SimulatedRenderer(seconds_per_image=source.seconds_per_image, model_name=model_name)
     from worker.gpu_apply import apply_gpu_options, load_vae, warm_renderer
-    from worker.gpu_options import gpu_options_for
     from worker.model_loading import load_pipeline
 
     device = resolve_device(settings.device)
-    options = gpu_options_for(settings, device)
-    log.info("loading model %s from %s on %s", model_name, source.location, device)
+    options = tier_options_for(settings, device, tier)
+    log.info("loading model %s (%s tier) from %s on %s", model_name, tier, source.location, device)
     log.info("GPU options: %s", options.describe())
     pipe = load_pipeline(
         source, device=device, cache_dir=settings.models_dir, dtype=options.torch_dtype
@@ -61,24 +93,46 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     if options.vae:
         vae = load_vae(options.vae, dtype=options.torch_dtype, cache_dir=settings.models_dir)
     apply_gpu_options(pipe, options, vae=vae)
-    renderer = DiffusersRenderer(pipe, model_name=model_name)
+    # TF32 is a process-wide switch: the renderer sets it for each of its own calls, so
+    # an exact and a standard renderer can share a worker.
+    tf32 = options.tf32 if device.startswith("cuda") else None
+    renderer = DiffusersRenderer(pipe, model_name=model_name, tf32=tf32)
     warm_renderer(renderer, options, batch_size=settings.batch_size)  # compile before work
     return renderer
 
 
+def check_tiers(settings: Settings, models: list[str]) -> None:
+    """Refuse to start a worker that cannot serve a tier FARM_QUALITY_TIERS promises."""
+    from models.domain.model_sources import parse_model_source
+
+    if all(parse_model_source(settings.models[m]).kind == "simulated" for m in models):
+        return  # no numerics to choose: a simulation serves every tier
+    from worker.gpu_options import tiers_available
+
+    device = resolve_device(settings.device)
+    available = tiers_available(device)
+    for tier in settings.served_tiers:
+        reason = available[tier]  # type: ignore[index]
+        if reason is not None:
+            raise RuntimeError(
+                f"FARM_QUALITY_TIERS lists {tier!r}, which this worker cannot serve: {reason}. "
+                "Remove it from FARM_QUALITY_TIERS, or run this model on a GPU that has it."
+            )
+
+
 class RendererCache:
-    """Renderers by model name, each loaded once (embedded mode serves every model)."""
+    """Renderers by (model name, quality tier), each loaded once when first asked for."""
 
     def __init__(self, settings: Settings, preloaded: dict[str, Renderer] | None = None) -> None:
         self.settings = settings
-        self._renderers = dict(preloaded or {})
+        self._renderers = {(name, "standard"): r for name, r in (preloaded or {}).items()}
         self._lock = threading.Lock()
 
-    def __call__(self, model_name: str) -> Renderer:
+    def __call__(self, model: str, tier: str = "standard") -> Renderer:
         with self._lock:
-            if model_name not in self._renderers:
-                self._renderers[model_name] = load_renderer(model_name, self.settings)
-            return self._renderers[model_name]
+            if (model, tier) not in self._renderers:
+                self._renderers[(model, tier)] = load_renderer(model, self.settings, tier)
+            return self._renderers[(model, tier)]
 
 
 def worker_id() -> str:
@@ -93,6 +147,7 @@ def build_runner(
 ) -> ShardRunner:
     install_worker_metrics()  # this process renders: its metrics exist from now on
     adopt_library_logs("transformers", "diffusers")  # their lines in the farm's log format
+    check_tiers(settings, [m for m in warm_models if m in settings.models])
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
         renderers(name)

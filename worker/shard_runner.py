@@ -29,7 +29,7 @@ from models.infra.storage import Storage, image_key
 from worker.heartbeat import Heartbeat
 from worker.output import OutputStage
 from worker.png import encode_png
-from worker.renderer import RenderBatch, Renderer, RenderInterrupted, split_batch
+from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted, split_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ShardRunner:
         settings: Settings,
         sessions: sessionmaker[Session],
         storage: Storage,
-        renderer_for: Callable[[str], Renderer],
+        renderer_for: RendererFor,
         worker_id: str,
         listeners: list[ShardListener] | None = None,
     ) -> None:
@@ -111,7 +111,7 @@ class ShardRunner:
             self.output.submit(RenderedShard(shard, [], [], 0))
             return Outcome.RENDERED
         try:
-            renderer = self.renderer_for(shard.model)
+            renderer = self.renderer_for(shard.model, cells[0].quality_tier)
         except Exception as exc:  # the model cannot load here: fail the attempt, never hang
             log.exception("could not load model %s", shard.model)
             failures = [CellFailure(c.index, f"model failed to load: {exc!r}") for c in cells]

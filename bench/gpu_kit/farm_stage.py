@@ -108,7 +108,7 @@ def stage_farm(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str, Any
     clock = BusyClock()
     runner = runtime.worker.runner
     inner_for = runner.renderer_for
-    runner.renderer_for = lambda name: clock.wrap(inner_for(name))
+    runner.renderer_for = lambda name, tier="standard": clock.wrap(inner_for(name, tier))
     runtime.start()
     spec = {
         "prompts": [PROMPT],

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, Discriminator, Field, StrictFloat, StrictInt, StrictStr, Tag
 
@@ -82,6 +82,15 @@ GuidanceAxis = Annotated[
 SamplerAxis = Annotated[
     Annotated[SamplerValue, Tag("Value")]
     | Annotated[list[SamplerValue], Field(min_length=1), AfterValidator(distinct), Tag("List")],
+    Discriminator(_kind),
+    GRID_AXIS,
+]
+# The numerics a job renders with (worker/gpu_options.py has what each tier switches on).
+QualityTier = Literal["exact", "standard", "fast"]
+QUALITY_TIERS: Final = get_args(QualityTier)
+QualityTierAxis = Annotated[
+    Annotated[QualityTier, Tag("Value")]
+    | Annotated[list[QualityTier], Field(min_length=1), AfterValidator(distinct), Tag("List")],
     Discriminator(_kind),
     GRID_AXIS,
 ]

@@ -47,6 +47,8 @@ class FieldInfo:
     infotext: str | None = None
     write: Callable[[Any], str] = str
     read: Callable[[str], Any] = str
+    # Written even when it has its default (a receipt a reader must not have to guess).
+    write_default: bool = False
 
 
 def render_field(
@@ -56,8 +58,9 @@ def render_field(
     infotext: str | None = None,
     write: Callable[[Any], str] = str,
     read: Callable[[str], Any] = str,
+    write_default: bool = False,
 ) -> Any:
-    info = FieldInfo(varies_in_shard, infotext, write, read)
+    info = FieldInfo(varies_in_shard, infotext, write, read, write_default)
     return field(default=default, metadata={_KEY: info})
 
 
@@ -97,6 +100,8 @@ class RenderParams:
         None, infotext="Hires upscale", write=_number, read=float
     )
     hires_steps: int | None = render_field(None, infotext="Hires steps", read=int)
+    # The numerics a GPU renders with (worker/gpu_options.py: exact, standard, fast).
+    quality_tier: str = render_field("standard", infotext="Quality tier", write_default=True)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -23,6 +23,11 @@ VAE_DECODE_TFLOP: Final = 10.47  # 1024²
 # text features), about 1.25% of a step.
 CROSS_ATTENTION_TFLOP_PER_CHUNK: Final = 0.169
 _REFERENCE_TFLOP: Final = REFERENCE_STEPS * UNET_TFLOP_PER_STEP + VAE_DECODE_TFLOP
+# A quality tier's time against the bf16 ``standard`` the bucket costs assume, from the
+# H100's dense peaks: ``exact`` runs float32 without TF32 (67 TFLOP/s against bf16's
+# ~790), ``fast`` FP8 matmuls (1,580 peak, but attention, norms and the VAE stay bf16:
+# 0.75 is an assumption until bench/gpu_kit measures it).
+TIER_COST: Final[dict[str, float]] = {"exact": 11.8, "standard": 1.0, "fast": 0.75}
 _SECONDS_28: Final[dict[str, float]] = {}
 
 
@@ -51,7 +56,7 @@ def image_seconds(cell: Cell, chunks: int = 1) -> float:
         area = cell.hires_scale**2
         hires_steps = cell.hires_steps or cell.steps  # A1111: the steps the pass runs
         tflop += area * (hires_steps * unet + VAE_DECODE_TFLOP)
-    return tflop * per_tflop
+    return tflop * per_tflop * TIER_COST.get(cell.quality_tier, 1.0)
 
 
 def estimate_gpu_seconds(cells: Iterable[Cell], chunks: Mapping[str, int] | None = None) -> float:

@@ -49,7 +49,9 @@ def _fields(p: RenderParameters) -> list[tuple[str, str]]:
     for name in _WRITTEN:
         value = getattr(p, name)
         info = FIELD_INFO[name]
-        if value is None or (name in DEFAULTS and value == DEFAULTS[name]):
+        if value is None:
+            continue
+        if name in DEFAULTS and value == DEFAULTS[name] and not info.write_default:
             continue
         assert info.infotext is not None
         fields.append((info.infotext, _quote(info.write(value))))

@@ -40,6 +40,7 @@ class Limits:
     max_steps: int = 150
     max_bulk_jobs: int = 100
     webhook_allow_private: bool = False
+    quality_tiers: frozenset[str] = frozenset({"exact", "standard"})  # what workers serve
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ def _check_counts(spec: JobSpec, limits: Limits, errors: _Errors) -> None:
         reason = private_url_reason(spec.webhook_url, allow_private=limits.webhook_allow_private)
         if reason:
             errors.add("webhook_url", reason)
+    tiers = spec.quality_tier if isinstance(spec.quality_tier, list) else [spec.quality_tier]
+    for i, tier in enumerate(tiers):
+        if tier not in limits.quality_tiers:
+            field = f"quality_tier.{i}" if isinstance(spec.quality_tier, list) else "quality_tier"
+            served = ", ".join(sorted(limits.quality_tiers))
+            errors.add(field, f"this farm's workers do not serve {tier!r}; they serve: {served}")
     model = spec.model or limits.default_model
     if model not in limits.models:
         enabled = ", ".join(sorted(limits.models))

@@ -28,6 +28,7 @@ from models.domain.axes import (
     GRID_AXIS,
     GuidanceAxis,
     PromptReplaceAxis,
+    QualityTierAxis,
     SamplerAxis,
     StepsAxis,
     as_list,
@@ -107,6 +108,9 @@ class JobSpec(BaseModel):
     sampler: SamplerAxis = DEFAULT_SAMPLER
     steps: StepsAxis = DEFAULT_STEPS
     guidance_scale: GuidanceAxis = DEFAULT_GUIDANCE_SCALE
+    # exact (fp32), standard (bf16 + compile), fast (FP8 where the GPU has it); the
+    # operator says which the farm serves (FARM_QUALITY_TIERS).
+    quality_tier: QualityTierAxis = "standard"
     prompt_replace: PromptReplaceAxis | None = None
     emphasis: Emphasis = "original"
     hires: HiresSpec | None = None

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.domain.axes import QUALITY_TIERS
 from models.domain.limits import Limits
 from models.domain.model_sources import parse_model_source
 
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     gpu_compile: str = "auto"  # auto | off | a torch.compile mode (max-autotune, ...)
     gpu_compile_fullgraph: bool = True
     gpu_warm_buckets: str = "1024x1024"  # comma-separated; compiled at worker start
+    # The quality tiers the workers serve (comma-separated): a job may ask for these only,
+    # and a worker that cannot serve one (fast: FP8 needs cc >= 8.9) refuses to start.
+    quality_tiers: str = "exact,standard"
     api_key_cache_s: float = 5.0  # API: key -> tenant kept this long (a revoked key works so long)
 
     # Contact sheets, manifest and gallery (worker/job_artifacts.py).
@@ -146,6 +150,17 @@ class Settings(BaseSettings):
             self.models = {**self.models, self.model: self.model}
         return self
 
+    @field_validator("quality_tiers")
+    @classmethod
+    def _known_tiers(cls, value: str) -> str:
+        tiers = [t.strip() for t in value.split(",") if t.strip()]
+        unknown = [t for t in tiers if t not in QUALITY_TIERS]
+        if unknown or not tiers:
+            raise ValueError(
+                f"FARM_QUALITY_TIERS must list some of {', '.join(QUALITY_TIERS)}; got {value!r}"
+            )
+        return ",".join(tiers)
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any, info: ValidationInfo) -> Any:
@@ -191,7 +206,12 @@ class Settings(BaseSettings):
             max_steps=self.max_steps,
             max_bulk_jobs=self.max_bulk_jobs,
             webhook_allow_private=self.webhook_allow_private,
+            quality_tiers=frozenset(self.served_tiers),
         )
+
+    @property
+    def served_tiers(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.quality_tiers.split(",") if t.strip())
 
     @property
     def models_dir(self) -> Path:

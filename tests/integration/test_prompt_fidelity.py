@@ -83,7 +83,7 @@ def render_all(settings: Settings, sessions: sessionmaker[Session]) -> int:
         settings=settings,
         sessions=sessions,
         storage=make_storage(settings),
-        renderer_for=lambda _name: renderer,
+        renderer_for=lambda _name, _tier="standard": renderer,
         worker_id=f"fidelity-{uuid.uuid4().hex[:6]}",
     )
     shards = 0

@@ -50,9 +50,10 @@ def test_the_axes_are_documented_outermost_first() -> None:
             "sampler",
             "steps",
             "guidance_scale",
+            "quality_tier",
         ]
     )
-    assert spec.axis_sizes() == dict.fromkeys(AXIS_ORDER, 2)
+    assert spec.axis_sizes() == {**dict.fromkeys(AXIS_ORDER, 2), "quality_tier": 1}
     assert spec.cell_count() == 2**7
 
 

@@ -47,6 +47,7 @@ def test_dry_run_counts_and_creates_nothing(
         "sampler": 2,
         "steps": 1,
         "guidance_scale": 2,
+        "quality_tier": 1,
     }
     assert list(body["axes"]) == list(AXIS_ORDER)  # outermost first, as documented
     # 28 steps with CFG: each cell costs its bucket's table time.

@@ -136,7 +136,8 @@ def test_infotext_records_hires_like_a1111() -> None:
     text = format_infotext(params)
     assert text.endswith(
         "Size: 1024x1024, Model: animagine-xl-3.1, Emphasis: No norm, Denoising strength: 0.55, "
-        "Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent (nearest-exact)"
+        "Hires upscale: 1.5, Hires steps: 12, Quality tier: standard, "
+        "Hires upscaler: Latent (nearest-exact)"
     )
     assert parse_infotext(text) == params
     unset = replace(params, hires_steps=None, emphasis="original")

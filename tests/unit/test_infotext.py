@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
@@ -35,8 +37,11 @@ def test_a1111_layout() -> None:
     assert format_infotext(p) == (
         "1girl, solo\nNegative prompt: lowres\n"
         "Steps: 28, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 832x1216, "
-        "Model: animagine-xl-3.1"
+        "Model: animagine-xl-3.1, Quality tier: standard"
     )
+    exact = format_infotext(replace(p, quality_tier="exact"))
+    assert exact.endswith("Quality tier: exact")
+    assert parse_infotext(exact).quality_tier == "exact"
 
 
 @pytest.mark.parametrize(
