@@ -144,6 +144,9 @@ class Item(Base):
     hires_scale: Mapped[float | None] = mapped_column(Float, default=None)
     hires_strength: Mapped[float | None] = mapped_column(Float, default=None)
     hires_steps: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The cell's style and combinatorial wildcard values (migration 0009_prompt_language).
+    style: Mapped[str | None] = mapped_column(Text, default=None)
+    wildcard_values: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default=CellStatus.QUEUED)
     key: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
