@@ -98,7 +98,9 @@ StyleAxis = Annotated[
 ]
 # Wildcard lists whose every value is a grid axis (Dynamic Prompts' combinatorial mode).
 WildcardName = Annotated[StrictStr, Field(pattern=r"^[\w\-/.]+$", max_length=200)]
-WildcardAxes = Annotated[list[WildcardName], Field(min_length=1, max_length=8), AfterValidator(distinct)]
+WildcardAxes = Annotated[
+    list[WildcardName], Field(min_length=1, max_length=8), AfterValidator(distinct)
+]
 # A1111's "Prompt S/R": the first value is searched for, every value replaces it.
 PromptReplaceAxis = Annotated[
     list[Annotated[StrictStr, Field(min_length=1, max_length=500), AfterValidator(check_text)]],

@@ -96,7 +96,7 @@ def resolve(
     seeds = [secrets.randbelow(MAX_SEED + 1) if s == RANDOM_SEED else s for s in spec.seed_list()]
     negative = DEFAULT_NEGATIVE_PROMPT if spec.negative_prompt is None else spec.negative_prompt
     quality, position = spec.quality_tags, spec.quality_tags_position
-    missing = [name for name in as_list(spec.style) if name and name not in library.styles]
+    missing = [name for name in spec.style_list() if name not in library.styles]
     missing += [f"__{n}__" for n in spec.wildcard_axes or [] if n not in library.wildcards]
     if missing:
         raise SpecError([FieldError("prompts", f"unknown style or wildcard {missing[0]!r}")])
@@ -108,7 +108,7 @@ def resolve(
         model=spec.model or default_model,
         prompt_replace=spec.replace_list(),
         settings=spec.render_settings(),
-        styles={n: library.styles[n] for n in as_list(spec.style) if n is not None},
+        styles={n: library.styles[n] for n in spec.style_list()},
         wildcard_axes={n: list(library.wildcards[n]) for n in spec.wildcard_axes or []},
     )
 

@@ -28,8 +28,8 @@ from typing import Final
 from models.domain.axes import as_list
 from models.domain.grid import ResolvedGrid, cell_keys, resolve
 from models.domain.prompt_chunks import EstimatedTokens, TokenCounter, count_chunks
-from models.domain.prompt_pipeline import DEFAULT_LIBRARY, CellTexts, PromptLibrary, TextStepError
 from models.domain.prompt_names import check_names
+from models.domain.prompt_pipeline import DEFAULT_LIBRARY, CellTexts, PromptLibrary, TextStepError
 from models.domain.prompt_schedule import ScheduleBudget, ScheduleTooLong, passes_of
 from models.domain.prompt_syntax import PromptSyntaxError, parse_prompt_attention
 from models.domain.spec import MAX_SEED, FieldError, JobSpec, SeedRange, SpecError

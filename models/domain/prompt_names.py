@@ -13,7 +13,6 @@ import fnmatch
 from collections.abc import Iterator
 
 from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
-from models.domain.axes import as_list
 from models.domain.prompt_pipeline import PromptLibrary
 from models.domain.spec import JobSpec
 from models.domain.tags import compose
@@ -48,9 +47,8 @@ def _templates(spec: JobSpec, library: PromptLibrary) -> Iterator[tuple[str, str
 
 
 def _style_fields(spec: JobSpec) -> Iterator[tuple[str, str]]:
-    for i, name in enumerate(as_list(spec.style)):
-        if name is not None:
-            yield (f"style.{i}" if isinstance(spec.style, list) else "style"), name
+    for i, name in enumerate(spec.style_list()):
+        yield (f"style.{i}" if isinstance(spec.style, list) else "style"), name
 
 
 def check_names(spec: JobSpec, library: PromptLibrary) -> list[tuple[str, str]]:

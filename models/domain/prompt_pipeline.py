@@ -95,7 +95,9 @@ class CellTexts:
     ) -> tuple[str, str]:
         """The cell's prompt and negative prompt."""
         prompt, negative = self.before_replace(prompt_index, style=style, seed=seed, pinned=pinned)
-        return self.replaced(prompt, variant, "prompt"), self.replaced(negative, variant, "negative")
+        return self.replaced(prompt, variant, "prompt"), self.replaced(
+            negative, variant, "negative"
+        )
 
     def before_replace(
         self, prompt_index: int, *, style: str | None, seed: int, pinned: Pinned

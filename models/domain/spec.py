@@ -142,6 +142,10 @@ class JobSpec(BaseModel):
     def step_list(self) -> list[int]:
         return as_list(self.steps)
 
+    def style_list(self) -> list[str]:
+        """The styles' names; empty when the job has no style."""
+        return [] if self.style is None else as_list(self.style)
+
     def replace_list(self) -> list[str]:
         """The Prompt S/R values; empty when the axis is not used."""
         return list(self.prompt_replace or [])

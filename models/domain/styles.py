@@ -46,7 +46,9 @@ def apply_style(style: Style | None, prompt: str, negative_prompt: str) -> tuple
     """The prompt and negative prompt with ``style`` applied (None: unchanged)."""
     if style is None:
         return prompt, negative_prompt
-    return merge_prompts(style.prompt, prompt), merge_prompts(style.negative_prompt, negative_prompt)
+    return merge_prompts(style.prompt, prompt), merge_prompts(
+        style.negative_prompt, negative_prompt
+    )
 
 
 # The Animagine XL 3.1 demo's styles (cagliostrolab's Space, config.py), verbatim.

@@ -128,7 +128,8 @@ def parse_template(text: str) -> tuple[_Node, ...]:
 
 
 def _variant(raw: list[list[_Node]]) -> _Variant:
-    low, high, separator = 1, 1, ", "
+    low, separator = 1, ", "
+    high: int | None = 1
     first = raw[0]
     if first and isinstance(first[0], str) and (count := _COUNT.match(first[0])) is not None:
         lo, dash, hi, sep = count.groups()
@@ -145,8 +146,12 @@ def _variant(raw: list[list[_Node]]) -> _Variant:
             items = ([items[0][w.end() :]] if items[0][w.end() :] else []) + items[1:]
         options.append(_Option(weight, tuple(items)))
     values_of = None
-    if len(options) == 1 and [i for i in options[0].items if i != ""] and all(
-        isinstance(i, _Ref) or (isinstance(i, str) and not i.strip()) for i in options[0].items
+    if (
+        len(options) == 1
+        and [i for i in options[0].items if i != ""]
+        and all(
+            isinstance(i, _Ref) or (isinstance(i, str) and not i.strip()) for i in options[0].items
+        )
     ):
         refs = [i for i in options[0].items if isinstance(i, _Ref)]
         values_of = refs[0].name if len(refs) == 1 else None
@@ -257,7 +262,9 @@ class Resolver:
             texts = [o.items for o in variant.options]
             weights = [o.weight for o in variant.options]
         high = len(texts) if variant.high is None else variant.high
-        count = min(len(texts), high if high <= variant.low else state.rng.randint(variant.low, high))
+        count = min(
+            len(texts), high if high <= variant.low else state.rng.randint(variant.low, high)
+        )
         for k in range(count):
             index = _pick(state.rng, weights)
             if k:
