@@ -47,7 +47,7 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     if source.kind == "simulated":
         return SimulatedRenderer(seconds_per_image=source.seconds_per_image, model_name=model_name)
     from worker.gpu_options import apply_gpu_options, gpu_options_for, load_vae, warm_renderer
-    from worker.model_loading import load_pipeline
+    from worker.model_loading import a1111_model_hash, load_pipeline
 
     device = resolve_device(settings.device)
     options = gpu_options_for(settings, device)
@@ -60,7 +60,7 @@ def load_renderer(model_name: str, settings: Settings) -> Renderer:
     if options.vae:
         vae = load_vae(options.vae, dtype=options.torch_dtype, cache_dir=settings.models_dir)
     apply_gpu_options(pipe, options, vae=vae)
-    renderer = DiffusersRenderer(pipe, model_name=model_name)
+    renderer = DiffusersRenderer(pipe, model_name=model_name, model_hash=a1111_model_hash(source))
     warm_renderer(renderer, options, batch_size=settings.batch_size)  # compile before work
     return renderer
 
