@@ -180,7 +180,7 @@ def _cell_texts(grid: ResolvedGrid, limits: Limits, errors: _Errors) -> dict[str
             errors.add("prompts", _job_text(total, limits, at_least=True))
             return texts
     for i in range(len(grid.prompts)):
-        if replace and i not in searched:
+        if replace and i not in searched and not errors.found:  # not for texts not built
             errors.add(
                 "prompt_replace",
                 f"{replace[0]!r} (the first value, searched for) is in neither prompts.{i} "

@@ -163,9 +163,9 @@ def references(nodes: Sequence[_Node]) -> Iterator[str]:
     for node in nodes:
         if isinstance(node, _Ref):
             yield node.name
+        elif isinstance(node, _Variant) and node.values_of is not None:
+            yield node.values_of
         elif isinstance(node, _Variant):
-            if node.values_of is not None:
-                yield node.values_of
             for option in node.options:
                 yield from references(option.items)
 
