@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.domain.grid import expand, resolve
+from models.domain.grid import expand
 from models.domain.limits import Limits, check_job, check_limits
 from models.domain.prompt_chunks import EstimatedTokens, count_chunks
 from models.domain.prompt_pipeline import PromptLibrary

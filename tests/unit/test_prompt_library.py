@@ -128,7 +128,7 @@ def test_wildcard_lists_from_a_folder(tmp_path: Path) -> None:
 
 def test_a_bad_wildcards_folder_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("a: [unclosed\n")
-    with pytest.raises(PromptLibraryError, match="broken.yaml"):
+    with pytest.raises(PromptLibraryError, match=r"broken\.yaml"):
         read_wildcards(tmp_path)
     with pytest.raises(PromptLibraryError, match="not a folder"):
         read_wildcards(tmp_path / "nope")

@@ -1,4 +1,4 @@
-"""Wildcards and variants: Dynamic Prompts' syntax (docs/SYNTAX.md of the extension), from a seed."""
+"""Wildcards and variants: the Dynamic Prompts syntax (its docs/SYNTAX.md), from a seed."""
 
 from __future__ import annotations
 
