@@ -218,7 +218,7 @@ def _check_encoded(
             segment = entry.text
             where = origin.after
             if segment != text:
-                where += f" (at step {entry.end_step} of its prompt editing: {segment[:60]!r})"
+                where += f" (in its text up to step {entry.end_step}: {segment[:60]!r})"
             if segment not in segment_chunks:
                 try:
                     parse_prompt_attention(segment)

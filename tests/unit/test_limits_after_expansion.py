@@ -215,7 +215,7 @@ def test_nothing_accepted_exceeds_a_limit_after_expansion(body: dict[str, Any]) 
         ({"prompts": ["1girl"], "wildcard_axes": ["hat"]}, "wildcard_axes.0", "unknown"),
         ({"prompts": ["1girl"], "wildcard_axes": ["pose"]}, "wildcard_axes.0", "in no prompt"),
         ({"prompts": ["__long__, __long__, __long__"]}, "prompts.0", "wildcards are resolved"),
-        ({"prompts": ["(a:[1.2.3:1.2:2])"]}, "prompts.0", "at step 2 of its prompt editing"),
+        ({"prompts": ["(a:[1.2.3:1.2:2])"]}, "prompts.0", "in its text up to step 2:"),
         ({"prompts": ["1girl"], "prompt_replace": ["ink", "oil"]}, "prompt_replace", "neither"),
     ],
 )
@@ -230,7 +230,7 @@ def test_each_step_of_a_schedule_is_held_to_the_chunk_limit() -> None:
     roomy = Limits(**{**LIMITS.__dict__, "max_prompt_chars": 4_000})
     body = {"prompts": [f"[{long}:solo:2]"], "quality_tags": False}
     reason = fields_of(body, roomy)["prompts.0"]
-    assert "chunks of 75 tokens" in reason and "at step 2 of its prompt editing" in reason
+    assert "chunks of 75 tokens" in reason and "in its text up to step 2:" in reason
     # Only in the first pass's first steps, and never in the hi-res pass: still refused.
     body = {"prompts": [f"[{long}::0.1]"], "quality_tags": False, "hires": {"scale": 1.5}}
     assert "prompts.0" in fields_of(body, roomy)
