@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from models.domain.cells import DEFAULTS, FIELD_INFO, RENDER_FIELDS, RenderParams
+from models.domain.samplers import canonical_sampler
 
 HIRES_UPSCALER: Final = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
 _AFTER_SIZE: Final = "Seed"  # Size and Model go right after this key, as A1111 writes them
@@ -168,12 +169,14 @@ def parse_infotext(text: str) -> RenderParameters:
             values[name] = FIELD_INFO[name].read(raw)
     if "hires_scale" not in values:
         values.pop("hires_strength", None)  # without a hi-res pass it is img2img's strength
+    if "Sampler" in params and "Schedule type" in params:  # A1111 >= 1.9 splits the two
+        values["sampler"] = canonical_sampler(params["Sampler"], params["Schedule type"])
     return RenderParameters(
         prompt="\n".join(prompt_lines),
         negative_prompt="\n".join(negative_lines),
         width=width,
         height=height,
-        model=params["Model"],
+        model=params.get("Model", ""),
         model_hash=params.get("Model hash"),
         rng=params.get("RNG"),
         pad_conds=params.get("Pad conds") == "True",
