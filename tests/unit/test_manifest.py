@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from importlib import metadata
 import json
 import re
 import threading
 import uuid
+from importlib import metadata
 
 import boto3
 import numpy as np
