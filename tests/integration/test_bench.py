@@ -16,6 +16,7 @@ from bench import (
     gpu_busy,
     gpu_render,
     job_get,
+    pad_conds,
     query_plans,
     submit_grid,
 )
@@ -78,3 +79,11 @@ def test_gpu_render_tiny_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
     result = gpu_render.main(args)
     assert result["farm"]["images_per_s"] > 0
     _printed(capsys, "gpu_render")
+
+
+def test_pad_conds(capsys: pytest.CaptureFixture[str]) -> None:
+    result = pad_conds.main(["--seeds", "2", "--steps", "2", "--size", "64"])
+    cases = result["cases"]
+    assert cases["equal"]["max_abs_diff"] <= 2  # the two ways agree where nothing is padded
+    assert cases["prompt_longer"]["prompt_tokens"] > cases["prompt_longer"]["negative_tokens"]
+    _printed(capsys, "pad_conds")
