@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
 from models.domain.axes import as_list
@@ -70,23 +70,6 @@ class ResolvedGrid:
     def texts(self) -> GridTexts:
         return GridTexts(self.prompts, self.negative_prompt, self.styles, self.prompt_replace)
 
-    def cell_count(self) -> int:
-        sizes = [len(self.prompts), len(self.buckets), len(self.seeds)]
-        sizes += [max(1, len(self.prompt_replace))]
-        sizes += [len(values) for values in self.wildcard_axes.values()]
-        sizes += [len(as_list(self.settings[name])) for name in SETTING_AXES]
-        total = 1
-        for size in sizes:
-            total *= size
-        return total
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    index: int
-    bucket: str
-    cell_indices: list[int]
-
 
 def resolve(
     spec: JobSpec, *, default_model: str, library: PromptLibrary = DEFAULT_LIBRARY
@@ -113,8 +96,7 @@ def resolve(
     )
 
 
-@dataclass(frozen=True)
-class CellKey:
+class CellKey(NamedTuple):
     """A cell's place in the grid: what its fields and texts are made from."""
 
     index: int
@@ -152,7 +134,8 @@ def expand(grid: ResolvedGrid, library: PromptLibrary = DEFAULT_LIBRARY) -> list
     lists that resolve at random)."""
     texts = CellTexts(grid.texts(), library.wildcards, max_chars=None)
     buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
-    values: dict[Pinned, str | None] = {}  # each combination's JSON, made once
+    names = {name: bucket.name for name, bucket in buckets.items()}
+    values: dict[Pinned, str] = {}  # each combination's JSON, made once
     cells = []
     for key in cell_keys(grid):
         bucket = buckets[key.bucket]
@@ -164,12 +147,12 @@ def expand(grid: ResolvedGrid, library: PromptLibrary = DEFAULT_LIBRARY) -> list
             variant=key.variant,
         )
         if key.pinned not in values:
-            values[key.pinned] = json.dumps(dict(key.pinned), ensure_ascii=False) or None
+            values[key.pinned] = json.dumps(dict(key.pinned), ensure_ascii=False)
         cells.append(
             Cell(
                 index=key.index,
                 prompt_index=key.prompt_index,
-                bucket=bucket.name,
+                bucket=names[key.bucket],
                 prompt=prompt,
                 negative_prompt=negative,
                 width=bucket.width,

@@ -89,15 +89,32 @@ class CellTexts:
         self._resolvers: dict[Pinned, Resolver] = {}
         self._resolved: dict[tuple[str, int, Pinned, Which], str] = {}
         self._replaced: dict[tuple[str, int], str] = {}
+        self._has_wildcards: dict[tuple[int, str | None], bool] = {}
+        self._cells: dict[tuple[int, str | None, Pinned, int, int | None], tuple[str, str]] = {}
 
     def texts(
         self, prompt_index: int, *, style: str | None, seed: int, pinned: Pinned, variant: int
     ) -> tuple[str, str]:
-        """The cell's prompt and negative prompt."""
-        prompt, negative = self.before_replace(prompt_index, style=style, seed=seed, pinned=pinned)
-        return self.replaced(prompt, variant, "prompt"), self.replaced(
-            negative, variant, "negative"
-        )
+        """The cell's prompt and negative prompt (the seed matters only to wildcards)."""
+        seeded = self._seeded(prompt_index, style)
+        key = (prompt_index, style, pinned, variant, seed if seeded else None)
+        found = self._cells.get(key)
+        if found is None:
+            prompt, negative = self.before_replace(
+                prompt_index, style=style, seed=seed, pinned=pinned
+            )
+            found = (
+                self.replaced(prompt, variant, "prompt"),
+                self.replaced(negative, variant, "negative"),
+            )
+            self._cells[key] = found
+        return found
+
+    def _seeded(self, prompt_index: int, style: str | None) -> bool:
+        key = (prompt_index, style)
+        if key not in self._has_wildcards:
+            self._has_wildcards[key] = any(map(has_syntax, self.styled(prompt_index, style)))
+        return self._has_wildcards[key]
 
     def before_replace(
         self, prompt_index: int, *, style: str | None, seed: int, pinned: Pinned
