@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, NamedTuple
+from typing import Any
 
 from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
 from models.domain.axes import as_list
@@ -71,6 +71,13 @@ class ResolvedGrid:
         return GridTexts(self.prompts, self.negative_prompt, self.styles, self.prompt_replace)
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    index: int
+    bucket: str
+    cell_indices: list[int]
+
+
 def resolve(
     spec: JobSpec, *, default_model: str, library: PromptLibrary = DEFAULT_LIBRARY
 ) -> ResolvedGrid:
@@ -96,7 +103,8 @@ def resolve(
     )
 
 
-class CellKey(NamedTuple):
+@dataclass(slots=True)
+class CellKey:
     """A cell's place in the grid: what its fields and texts are made from."""
 
     index: int
