@@ -25,18 +25,15 @@ The hi-res pass has its own timeline (web UI >= 1.6, "new" scheduling): a ``when
 the second pass), one without is read as ``when - first pass steps``; what the first pass
 switched stays switched.
 
-Brackets nested more than ``MAX_NESTING`` deep make the prompt literal here (the web UI
-would read them); the attention parser refuses such a prompt at submit anyway.
+The grammar itself is read in ``models.domain.prompt_editing``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
 
-from models.domain.prompt_syntax import MAX_NESTING
+from models.domain.prompt_editing import Alternate, Item, Scheduled, parse_schedule
 from models.domain.samplers import total_steps
 
 __all__ = [
@@ -50,11 +47,6 @@ __all__ = [
     "prompt_schedule",
     "step_texts",
 ]
-
-# "\s* NUMBER \s* ]" after the last ":" of [from:to:when]; NUMBER is lark's SIGNED_NUMBER.
-_WHEN: Final = re.compile(r"\s*([+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)\s*\]")
-_PLAIN: Final = re.compile(r"[^\\\[\]():|]+")
-_STOP: Final = frozenset("])|:")  # what ends a prompt inside a construct
 
 
 class ScheduleTooLong(ValueError):
@@ -74,130 +66,6 @@ class ScheduleBudget:
             raise ScheduleTooLong("prompt editing and alternation: too many texts to schedule")
 
 
-class _Unreadable(Exception):
-    """The grammar does not read the text: it is one literal text."""
-
-
-@dataclass
-class _Scheduled:
-    before: list[_Item] | None
-    after: list[_Item]
-    when: str
-    at: int = 0  # the step it switches after, once resolved for a step count
-
-
-@dataclass
-class _Alternate:
-    options: list[list[_Item]]
-
-
-_Item = str | _Scheduled | _Alternate
-
-
-@dataclass
-class _Parser:
-    text: str
-    constructs: dict[int, tuple[list[_Item], int] | None] = field(default_factory=dict)
-    depth: int = 0
-
-    def top(self) -> list[_Item]:
-        """``start: (prompt | /[][():]/+)*``: a construct where one parses, else text."""
-        text, items, pos, n = self.text, [], 0, len(self.text)
-        while pos < n:
-            ch = text[pos]
-            if ch in "[(":
-                found = self.construct(pos)
-                if found is not None:
-                    items.extend(found[0])
-                    pos = found[1]
-                    continue
-                items.append(ch)
-                pos += 1
-            elif ch in "]):":
-                items.append(ch)
-                pos += 1
-            else:
-                pos = self.plain(pos, items)
-        return items
-
-    def plain(self, pos: int, items: list[_Item]) -> int:
-        """Text up to the next bracket, ``:`` or ``|``; ``\\x`` is text. Raises on a ``|``
-        outside brackets or a lone trailing backslash, as the grammar does."""
-        text = self.text
-        ch = text[pos]
-        if ch == "|":
-            raise _Unreadable
-        if ch == "\\":
-            if pos + 1 >= len(text) or text[pos + 1] == "\n":
-                raise _Unreadable
-            items.append(text[pos : pos + 2])
-            return pos + 2
-        end = _PLAIN.match(text, pos)
-        assert end is not None
-        items.append(end.group())
-        return end.end()
-
-    def prompt(self, pos: int) -> tuple[list[_Item], int]:
-        """``prompt``: text and constructs, up to ``] ) | :`` or the first bracket that is
-        not a construct (which the caller then refuses)."""
-        text, items, n = self.text, [], len(self.text)
-        while pos < n and text[pos] not in _STOP:
-            if text[pos] in "[(":
-                found = self.construct(pos)
-                if found is None:
-                    break
-                items.extend(found[0])
-                pos = found[1]
-            else:
-                pos = self.plain(pos, items)
-        return items, pos
-
-    def construct(self, pos: int) -> tuple[list[_Item], int] | None:
-        """The construct opening at ``pos`` and where it ends; None if there is none."""
-        if pos not in self.constructs:
-            if self.depth >= MAX_NESTING:
-                raise _Unreadable
-            self.depth += 1
-            try:
-                self.constructs[pos] = self._construct(pos)
-            finally:
-                self.depth -= 1
-        return self.constructs[pos]
-
-    def _construct(self, pos: int) -> tuple[list[_Item], int] | None:
-        text, n = self.text, len(self.text)
-        first, end = self.prompt(pos + 1)
-        closer = text[end] if end < n else ""
-        if text[pos] == "(":  # emphasized: "(" prompt ")" | "(" prompt ":" prompt ")"
-            if closer == ")":
-                return ["(", *first, ")"], end + 1
-            if closer == ":":
-                second, end2 = self.prompt(end + 1)
-                if end2 < n and text[end2] == ")":
-                    return ["(", *first, ":", *second, ")"], end2 + 1
-            return None
-        if closer == "]":  # emphasized: "[" prompt "]"
-            return ["[", *first, "]"], end + 1
-        if closer == "|":  # alternate: "[" prompt ("|" [prompt])+ "]"
-            options = [first]
-            while end < n and text[end] == "|":
-                option, end = self.prompt(end + 1)
-                options.append(option)
-            if end < n and text[end] == "]":
-                return [_Alternate(options)], end + 1
-            return None
-        if closer == ":":  # scheduled: "[" [prompt ":"] prompt ":" [WS] NUMBER [WS] "]"
-            when = _WHEN.match(text, end + 1)
-            if when is not None:
-                return [_Scheduled(None, first, when.group(1))], when.end()
-            second, end2 = self.prompt(end + 1)
-            if end2 < n and text[end2] == ":":
-                when = _WHEN.match(text, end2 + 1)
-                if when is not None:
-                    return [_Scheduled(first, second, when.group(1))], when.end()
-        return None
-
-
 @dataclass(frozen=True)
 class ScheduleText:
     """One entry of a schedule: ``text`` is encoded up to and including ``end_step``."""
@@ -209,35 +77,24 @@ class ScheduleText:
 Schedule = list[ScheduleText]
 
 
-def parse_schedule(text: str) -> list[_Item] | None:
-    """The prompt's constructs, or None when the grammar reads none (one literal text)."""
-    if "[" not in text:  # no construct can switch anything
-        return None
-    try:
-        items = _Parser(text).top()
-    except _Unreadable:
-        return None
-    return items if any(not isinstance(i, str) for i in items) else None
-
-
-def _walk(items: Sequence[_Item]) -> Iterator[_Scheduled | _Alternate]:
+def _walk(items: Sequence[Item]) -> Iterator[Scheduled | Alternate]:
     for item in items:
-        if isinstance(item, _Scheduled):
+        if isinstance(item, Scheduled):
             yield item
             if item.before is not None:
                 yield from _walk(item.before)
             yield from _walk(item.after)
-        elif isinstance(item, _Alternate):
+        elif isinstance(item, Alternate):
             yield item
             for option in item.options:
                 yield from _walk(option)
 
 
-def _at_step(step: int, items: Sequence[_Item], out: list[str]) -> None:
+def _at_step(step: int, items: Sequence[Item], out: list[str]) -> None:
     for item in items:
         if isinstance(item, str):
             out.append(item)
-        elif isinstance(item, _Scheduled):
+        elif isinstance(item, Scheduled):
             chosen = (item.before or []) if step <= item.at else item.after
             _at_step(step, chosen, out)
         else:
@@ -257,7 +114,7 @@ def prompt_schedule(
     int_offset, float_offset = (0, 0.0) if hires_steps is None else (steps, 1.0)
     boundaries = {length}
     for node in _walk(items):
-        if isinstance(node, _Alternate):
+        if isinstance(node, Alternate):
             boundaries.update(range(1, length + 1))
             continue
         value = float(node.when)
