@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from models.domain.prompt_syntax import MAX_NESTING
+
 MAX_DEPTH: Final = 10  # nested wildcards; deeper is taken for a cycle
 MAX_EXPANSIONS: Final = 10_000  # choices and references per resolved text
 
@@ -101,6 +103,8 @@ def parse_template(text: str) -> tuple[_Node, ...]:
             items.append(text[pos : pos + 2])
             pos += 2
         elif ch == "{":
+            if len(frames) >= MAX_NESTING:
+                raise WildcardError(f"variants nested more than {MAX_NESTING} deep")
             frames.append(_Frame(pos))
             pos += 1
         elif ch == "}" and frames:
@@ -145,16 +149,10 @@ def _variant(raw: list[list[_Node]]) -> _Variant:
             weight = float(w.group(1))
             items = ([items[0][w.end() :]] if items[0][w.end() :] else []) + items[1:]
         options.append(_Option(weight, tuple(items)))
-    values_of = None
-    if (
-        len(options) == 1
-        and [i for i in options[0].items if i != ""]
-        and all(
-            isinstance(i, _Ref) or (isinstance(i, str) and not i.strip()) for i in options[0].items
-        )
-    ):
-        refs = [i for i in options[0].items if isinstance(i, _Ref)]
-        values_of = refs[0].name if len(refs) == 1 else None
+    # {2$$__name__}: one option that is one reference (and blanks) picks from its list.
+    only = [i for i in options[0].items if not (isinstance(i, str) and not i.strip())]
+    single = len(options) == 1 and len(only) == 1 and isinstance(only[0], _Ref)
+    values_of = only[0].name if single and isinstance(only[0], _Ref) else None
     return _Variant(tuple(options), low, high, separator, values_of)
 
 

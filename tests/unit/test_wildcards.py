@@ -111,6 +111,7 @@ def test_a1111_syntax_passes_through() -> None:
         ("__nope__", "unknown wildcard __nope__"),
         ("__nothing*__", "no wildcard list matches"),
         ("__loop__", f"more than {MAX_DEPTH} deep"),
+        ("{" * 5000 + "a" + "}" * 5000, "variants nested more than"),
     ],
 )
 def test_errors_name_the_problem(template: str, message: str) -> None:
