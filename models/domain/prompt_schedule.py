@@ -119,7 +119,8 @@ def prompt_schedule(
             continue
         value = float(node.when)
         value = (value - float_offset) * length if "." in node.when else value - int_offset
-        node.at = min(length, int(value))
+        # min(length, int(value)) as A1111 has it, without int() of an infinite "1e999".
+        node.at = length if value >= length else 0 if value < 1 else int(value)
         if node.at >= 1:
             boundaries.add(node.at)
     if budget is not None:

@@ -110,6 +110,8 @@ def test_a_number_as_a_value_is_not_a_step() -> None:
     # A step under 1 never switches; one past the steps never does either.
     assert prompt_schedule("[a:b:0]", 10) == [ScheduleText(10, "b")]
     assert prompt_schedule("[a:b:50]", 10) == [ScheduleText(10, "a")]
+    assert prompt_schedule("[a:b:1e999]", 10) == [ScheduleText(10, "a")]  # no overflow
+    assert prompt_schedule("[a:b:-1e999]", 10) == [ScheduleText(10, "b")]
 
 
 def test_escaped_brackets_and_break_pass_through() -> None:
