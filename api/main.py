@@ -17,7 +17,7 @@ from api.fast_poll import PollFastPath, PollFrontDoor
 from api.key_cache import KeyCache
 from api.limits import BodySizeLimit, RateLimiter
 from api.metrics import install_metrics
-from api.routes import campaigns, files, health, jobs, web, web_files, webhooks
+from api.routes import campaigns, files, health, jobs, prompts, web, web_files, webhooks
 from models.db.session import make_engine, make_session_factory
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(campaigns.router)
+    app.include_router(prompts.router)
     app.include_router(webhooks.router)
     app.include_router(files.router)
     app.include_router(web.router)

@@ -32,6 +32,17 @@ class JobOut(BaseModel):
     links: dict[str, str]
 
 
+class DryRunExample(BaseModel):
+    """A cell's texts as the pipeline builds them: styles, wildcards and S/R applied."""
+
+    index: int
+    prompt_index: int
+    style: str | None
+    wildcard_values: str | None
+    prompt: str
+    negative_prompt: str
+
+
 class DryRunOut(BaseModel):
     """``POST /v1/jobs?dry_run=true``: the grid checked and counted, nothing created."""
 
@@ -40,6 +51,7 @@ class DryRunOut(BaseModel):
     estimated_gpu_seconds: float  # on one H100 (models/domain/estimate.py: the assumptions)
     axes: dict[str, int]  # values per axis, outermost first
     max_prompt_chunks: int  # the longest encoded text, in 75-token chunks
+    examples: list[DryRunExample] = []  # the first cells with distinct texts (at most 10)
 
 
 class JobPage(BaseModel):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.schemas import ImageOut, JobOut
+from api.schemas import DryRunExample, ImageOut, JobOut
 from models.db.cell_rows import item_cell
 from models.db.poll import PolledJob
 from models.db.tables import Item, Job
-from models.domain.cells import cell_values
+from models.domain.cells import Cell, cell_values
 from models.domain.status import JobStatus, Priority
 from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage
 
@@ -55,6 +55,30 @@ def job_out(row: PolledJob | Job) -> JobOut:
             "manifest": f"/web/jobs/{job.id}/files/{MANIFEST_NAME}",
         },
     )
+
+
+def dry_run_examples(cells: list[Cell], *, most: int = 10) -> list[DryRunExample]:
+    """The first cells whose texts differ: what the prompt pipeline made of the spec."""
+    seen: set[tuple[str, str]] = set()
+    examples: list[DryRunExample] = []
+    for cell in cells:
+        texts = (cell.prompt, cell.negative_prompt)
+        if texts in seen:
+            continue
+        seen.add(texts)
+        examples.append(
+            DryRunExample(
+                index=cell.index,
+                prompt_index=cell.prompt_index,
+                style=cell.style,
+                wildcard_values=cell.wildcard_values,
+                prompt=cell.prompt,
+                negative_prompt=cell.negative_prompt,
+            )
+        )
+        if len(examples) == most:
+            break
+    return examples
 
 
 def job_etag(job: PolledJob) -> str:

@@ -7,6 +7,10 @@ resized with ``nearest-exact`` (A1111's "Latent (nearest-exact)" upscaler, the n
 (no second model load) denoises them at ``strength``. The output size is the bucket
 times ``scale``, rounded to a multiple of 8 (the VAE's scale factor).
 
+Prompt editing in the second pass follows A1111's hi-res timeline (``[a:b:1.5]``
+switches half way through it; ``models.domain.prompt_schedule``): the renderer hands
+this pass its own first embeddings and step callback with the rest of ``call``.
+
 Steps follow A1111's meaning of "Hires steps", which is what the infotext records:
 the second pass *runs* ``steps`` denoising steps (the cell's steps when unset), on
 a schedule of ``int(steps / strength)`` steps, entered where ``strength`` of the

@@ -34,6 +34,7 @@ from models.db.finish import CellResult
 from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name
+from worker.environment import worker_environment
 from worker.job_end import job_manifest, model_revision_of, write_job_files
 from worker.job_layout import JobLayout, load_layout
 from worker.sheets import SheetId, SheetSchedule, draw_sheet
@@ -211,6 +212,7 @@ class JobArtifacts:
                 job_id=event.job_id,
                 folder=layout.folder,
                 model_revision=self.model_revision,
+                environment=worker_environment(self.settings.device),
             )
         if manifest is None:
             return

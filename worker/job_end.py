@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -41,7 +41,12 @@ def model_revision_of(settings: Settings) -> Callable[[str], str]:
 
 
 def job_manifest(
-    session: Session, *, job_id: uuid.UUID, folder: str, model_revision: Callable[[str], str]
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    folder: str,
+    model_revision: Callable[[str], str],
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The job's manifest as it is stored now; None if the job is gone."""
     job = find_job(session, job_id=job_id)
@@ -52,6 +57,7 @@ def job_manifest(
         items=job_cells(session, job_id=job_id),
         folder=folder,
         model_revision=model_revision(job.model),
+        environment=environment,
     )
 
 

@@ -1,14 +1,17 @@
 """``manifest.json``: what a job was and what it produced, next to its images.
 
-The spec as submitted, the resolved grid, the model (name and revision), and
-every cell's parameters, storage key, sha256 and status. Paths inside the job
-folder are relative, so the folder can be copied or synced as a whole. Built
-only from stored state, so rewriting it gives the same bytes.
+The spec as submitted, the resolved grid (with the styles and combinatorial wildcard
+values the job used), the model (name and revision), the environment of the worker that
+wrote it (farm, Python, torch, diffusers and transformers versions, the device), and
+every cell's parameters, storage key, sha256 and status. Paths inside the job folder are
+relative, so the folder can be copied or synced as a whole. Built only from stored state
+and that environment, so rewriting it on the same worker gives the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +49,12 @@ def cell_entry(item: Item, folder: str) -> dict[str, Any]:
 
 
 def build_manifest(
-    *, job: Job, items: list[Item], folder: str, model_revision: str
+    *,
+    job: Job,
+    items: list[Item],
+    folder: str,
+    model_revision: str,
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     grid = dict(job.grid)
     return {
@@ -67,6 +75,8 @@ def build_manifest(
             "finished_at": _time(job.finished_at),
         },
         "model": {"name": job.model, "revision": model_revision},
+        # Library versions and the device: what ties the cells' pixels to a machine.
+        "environment": dict(environment or {}),
         "spec": job.spec,
         "grid": grid,
         "axes": {

@@ -10,6 +10,7 @@ cagliostrolab/animagine-xl-3.1[@rev]  a Hugging Face Hub repo, optionally pinned
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,25 @@ def model_fingerprint(source: ModelSource, *, cache_dir: Path | None = None) -> 
     location = _single_file_location(source)
     if location.startswith("https://"):
         return f"single_file:{location}"
-    with open(location, "rb") as f:
-        file_hash = hashlib.file_digest(f, "sha256").hexdigest()
-    return f"single_file:{Path(location).name}:{file_hash[:10]}"
+    return f"single_file:{Path(location).name}:{a1111_model_hash(source)}"
+
+
+def a1111_model_hash(source: ModelSource) -> str | None:
+    """A1111's "Model hash" (the first 10 hex digits of the checkpoint file's sha256), for
+    a single-file checkpoint on this machine; None for any other source (no one file)."""
+    if source.kind != "single_file" or source.location.startswith("https://"):
+        return None
+    path = Path(_single_file_location(source))
+    stat = path.stat()
+    return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)[:10]
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    # Once per file and version of it (a 6.9 GB checkpoint takes ~20 s): the renderer and
+    # the manifest both ask.
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _hub_revision(location: str, cache_dir: Path | None) -> str:

@@ -11,8 +11,20 @@ import numpy as np
 from PIL import Image
 
 from models.domain.cells import RenderParams
+from models.domain.infotext import Receipt
+from worker.environment import farm_version
 from worker.hires import HiresParams, hires_size
-from worker.prompt_encoding import EncodedPrompt, PromptEncoder, encode_distinct
+from worker.prompt_encoding import PromptEncoder, encode_distinct
+from worker.step_conds import Encoded, StepConds, cell_steps
+
+# Where a rendered image carries its ``Receipt`` (PIL's per-image metadata) to the writer.
+RECEIPT_KEY = "farm_receipt"
+
+
+def receipt_of(image: Image.Image) -> Receipt | None:
+    """What the renderer recorded about how it made ``image`` (None: nothing)."""
+    receipt = image.info.get(RECEIPT_KEY)
+    return receipt if isinstance(receipt, Receipt) else None
 
 
 @dataclass(frozen=True)
@@ -133,15 +145,24 @@ class DiffusersRenderer:
     """Holds one SDXL pipeline warm for the life of the worker process.
 
     Prompts are encoded A1111's way (``worker.prompt_encoding``: weights, long prompts,
-    BREAK), each distinct text once per shard, and fed to the pipeline as embeddings.
-    Cells whose prompts need different numbers of 77-token chunks render in separate
-    pipeline calls, so that no cell is padded for a neighbour: a cell's pixels do not
-    depend on the shard it was batched in.
+    BREAK), each distinct text of each step once per shard, and fed to the pipeline as
+    embeddings that switch between steps where prompt editing says so
+    (``worker.step_conds``). Cells whose steps need different numbers of 77-token chunks
+    render in separate pipeline calls, so that no cell is padded for a neighbour: a
+    cell's pixels do not depend on the shard it was batched in.
     """
 
-    def __init__(self, pipe: Any, *, model_name: str, tf32: bool | None = None) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        model_name: str,
+        model_hash: str | None = None,
+        tf32: bool | None = None,
+    ) -> None:
         self.pipe = pipe
         self.model_name = model_name
+        self.receipt = Receipt(model_hash=model_hash, rng="CPU", version=farm_version())
         self.tf32 = tf32  # set for each call (a process-wide switch); None: leave it
         self.encoder = PromptEncoder(pipe)
         self._base_scheduler_config = dict(pipe.scheduler.config)
@@ -159,70 +180,67 @@ class DiffusersRenderer:
         return self._schedulers[(sampler, stage)]
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
-        # Each distinct text once for the whole shard, whatever the splits below.
-        encoded = encode_distinct(self.encoder, batch.prompts, emphasis=batch.first.emphasis)
-        negatives = encode_distinct(
-            self.encoder, batch.negative_prompts, emphasis=batch.first.emphasis, negative=True
+        # Each distinct text of every step once for the whole shard, whatever the splits.
+        steps = [cell_steps(cell) for cell in batch.cells]
+        emphasis = batch.first.emphasis
+        prompts = (t for s in steps for pass_texts in s.prompts for t in pass_texts)
+        negatives = (t for s in steps for pass_texts in s.negatives for t in pass_texts)
+        encoded = Encoded(
+            encode_distinct(self.encoder, prompts, emphasis=emphasis),
+            encode_distinct(self.encoder, negatives, emphasis=emphasis, negative=True),
         )
-        groups: dict[int, list[int]] = {}  # chunk count -> cells, in batch order
-        for i, (prompt, negative) in enumerate(
-            zip(batch.prompts, batch.negative_prompts, strict=True)
-        ):
-            chunks = max(encoded[prompt].chunks, negatives[negative].chunks)
-            groups.setdefault(chunks, []).append(i)
+        groups: dict[tuple[int, ...], list[int]] = {}  # chunks per step -> cells, in order
+        for i, cell_texts in enumerate(steps):
+            groups.setdefault(encoded.profile(cell_texts), []).append(i)
         images: dict[int, Image.Image] = {}
         for indices in groups.values():
             rendered = render_halving_on_oom(
-                lambda b: self._render(b, encoded, negatives, should_stop),
-                select_cells(batch, indices),
+                lambda b: self._render(b, encoded, should_stop), select_cells(batch, indices)
             )
             images.update(zip(indices, rendered, strict=True))
-        return [images[i] for i in range(len(batch.seeds))]
+        for i, cell_texts in enumerate(steps):
+            receipt = replace(self.receipt, pad_conds=encoded.pads(cell_texts))
+            images[i].info[RECEIPT_KEY] = receipt
+        return [images[i] for i in range(len(batch.cells))]
 
     def _render(
-        self,
-        batch: RenderBatch,
-        encoded: dict[str, EncodedPrompt],
-        negatives: dict[str, EncodedPrompt],
-        should_stop: StopCheck | None,
+        self, batch: RenderBatch, encoded: Encoded, should_stop: StopCheck | None
     ) -> list[Image.Image]:
         import torch
 
         from worker.hires import img2img_pipeline, second_pass
 
-        def on_step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        def between_steps() -> None:
             # Between denoising steps: a cancelled job stops using the GPU here.
             if should_stop is not None and should_stop():
                 raise RenderInterrupted
-            return kwargs
 
         first = batch.first
         if self.tf32 is not None:
             torch.backends.cuda.matmul.allow_tf32 = self.tf32
             torch.backends.cudnn.allow_tf32 = self.tf32
+        steps = [cell_steps(cell) for cell in batch.cells]
+        conds = StepConds(self.encoder, encoded, steps, pass_index=0)
         self.pipe.scheduler = self._scheduler(first.sampler)
         # One CPU generator per cell: the noise depends on the seed alone, not on the
-        # GPU model or on the cell's position in the batch.
+        # GPU model or on the cell's position in the batch (the infotext's "RNG: CPU").
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
-        embeddings = self.encoder.batch(batch.prompts, batch.negative_prompts, encoded, negatives)
-        shared = {
-            **embeddings.as_kwargs(),
-            "guidance_scale": first.guidance_scale,
-            "generator": generators,
-            "callback_on_step_end": on_step_end,
-        }
+        shared = {"guidance_scale": first.guidance_scale, "generator": generators}
         with torch.inference_mode():
             output = self.pipe(
                 width=first.width,
                 height=first.height,
                 num_inference_steps=first.steps,
                 output_type="pil" if batch.hires is None else "latent",
+                callback_on_step_end=conds.callback(between_steps),
+                **conds.first.as_kwargs(),
                 **shared,
             )
             if batch.hires is None:
                 return list(output.images)
             if self._img2img is None:
                 self._img2img = img2img_pipeline(self.pipe)
+            hires_conds = StepConds(self.encoder, encoded, steps, pass_index=1)
             return second_pass(
                 self._img2img,
                 output.images,
@@ -231,6 +249,8 @@ class DiffusersRenderer:
                 width=first.width,
                 height=first.height,
                 scheduler=self._scheduler(first.sampler, "hires"),
+                callback_on_step_end=hires_conds.callback(between_steps),
+                **hires_conds.first.as_kwargs(),
                 **shared,
             )
 
@@ -246,6 +266,8 @@ class SimulatedRenderer:
         deadline = time.perf_counter() + self.seconds_per_image * len(batch.seeds)
         width, height = batch.output_size
         images = [self._draw(seed, width, height) for seed in batch.seeds]
+        for image in images:
+            image.info[RECEIPT_KEY] = Receipt(version=farm_version())
         while (remaining := deadline - time.perf_counter()) > 0:
             if should_stop is not None and should_stop():
                 raise RenderInterrupted

@@ -80,7 +80,7 @@ def load_renderer(model_name: str, settings: Settings, tier: str = "standard") -
     if source.kind == "simulated":
         return SimulatedRenderer(seconds_per_image=source.seconds_per_image, model_name=model_name)
     from worker.gpu_apply import apply_gpu_options, load_vae, warm_renderer
-    from worker.model_loading import load_pipeline
+    from worker.model_loading import a1111_model_hash, load_pipeline
 
     device = resolve_device(settings.device)
     options = tier_options_for(settings, device, tier)
@@ -96,7 +96,9 @@ def load_renderer(model_name: str, settings: Settings, tier: str = "standard") -
     # TF32 is a process-wide switch: the renderer sets it for each of its own calls, so
     # an exact and a standard renderer can share a worker.
     tf32 = options.tf32 if device.startswith("cuda") else None
-    renderer = DiffusersRenderer(pipe, model_name=model_name, tf32=tf32)
+    renderer = DiffusersRenderer(
+        pipe, model_name=model_name, model_hash=a1111_model_hash(source), tf32=tf32
+    )
     warm_renderer(renderer, options, batch_size=settings.batch_size)  # compile before work
     return renderer
 

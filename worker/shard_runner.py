@@ -29,7 +29,14 @@ from models.infra.storage import Storage, image_key
 from worker.heartbeat import Heartbeat
 from worker.output import OutputStage
 from worker.png import encode_png
-from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted, split_batch
+from worker.renderer import (
+    RenderBatch,
+    Renderer,
+    RendererFor,
+    RenderInterrupted,
+    receipt_of,
+    split_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +252,7 @@ class ShardRunner:
             try:
                 png = encode_png(
                     image,
-                    parameters=format_infotext(parameters_of(cell, shard.model)),
+                    parameters=format_infotext(parameters_of(cell, shard.model, receipt_of(image))),
                     compress_level=self.settings.png_compress_level,
                 )
                 key = image_key(

@@ -12,11 +12,11 @@ from api.deps import DbSession, Limit, State, owned_or_404
 from api.errors import ApiError
 from api.poll import load_polled_job
 from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
-from api.views import image_out, job_etag, job_out
+from api.views import dry_run_examples, image_out, job_etag, job_out
 from models.db.jobs import cancel_job, get_job, list_items, list_jobs, retry_failed
 from models.db.tables import Job
 from models.domain.estimate import estimate_gpu_seconds
-from models.domain.grid import expand, resolve
+from models.domain.grid import expand
 from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import JobStatus
 from models.service.submit import JobRequest
@@ -69,15 +69,17 @@ def create_job(
 ) -> JobOut | DryRunOut:
     submitter = state.submitter
     if dry_run:  # checked, counted and priced; nothing is stored or published
-        chunks = submitter.check(spec)
-        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count())
-        cells = expand(resolve(spec, default_model=state.settings.model))
+        checked = submitter.check(spec)
+        library = state.settings.prompt_library
+        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count(library))
+        cells = expand(checked.grid, library)
         response.status_code = 200
         return DryRunOut(
             total=len(cells),
-            estimated_gpu_seconds=estimate_gpu_seconds(cells, chunks),
-            axes=spec.axis_sizes(),
-            max_prompt_chunks=max(chunks.values(), default=1),
+            estimated_gpu_seconds=estimate_gpu_seconds(cells, checked.chunks),
+            axes=spec.axis_sizes(library),
+            max_prompt_chunks=max(checked.chunks.values(), default=1),
+            examples=dry_run_examples(cells),
         )
     [created] = submitter.submit(
         session, tenant_id=tenant, requests=[JobRequest(spec, idempotency_key)]

@@ -16,7 +16,8 @@ from models.db.copy import copy_field, copy_rows
 from models.db.outbox import enqueue_job_completed
 from models.db.pagination import Page, keyset_page
 from models.db.tables import Item, Job, Shard, utcnow
-from models.domain.grid import expand, plan_shards, resolve
+from models.domain.grid import ResolvedGrid, expand, plan_shards, resolve
+from models.domain.prompt_pipeline import DEFAULT_LIBRARY, PromptLibrary
 from models.domain.spec import JobSpec
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus
 
@@ -29,6 +30,8 @@ class IdempotencyConflict(Exception):
 class NewJob:
     spec: JobSpec
     idempotency_key: str | None = None
+    # The grid the limits were checked on (its seeds chose the wildcards); None: resolve.
+    grid: ResolvedGrid | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,10 @@ def create_jobs(
     requests: list[NewJob],
     default_model: str,
     batch_size: int,
+    library: PromptLibrary = DEFAULT_LIBRARY,
 ) -> list[CreatedJob]:
-    """Write jobs, their cells and shards in the caller's transaction."""
+    """Write jobs, their cells and shards in the caller's transaction (``library``: the
+    operator's styles and wildcard lists)."""
     return [
         _create_job(
             session,
@@ -61,6 +66,7 @@ def create_jobs(
             request=r,
             default_model=default_model,
             batch_size=batch_size,
+            library=library,
         )
         for r in requests
     ]
@@ -82,14 +88,20 @@ def find_replay(session: Session, *, tenant_id: uuid.UUID, request: NewJob) -> J
 
 
 def _create_job(
-    session: Session, *, tenant_id: uuid.UUID, request: NewJob, default_model: str, batch_size: int
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    request: NewJob,
+    default_model: str,
+    batch_size: int,
+    library: PromptLibrary,
 ) -> CreatedJob:
     existing = find_replay(session, tenant_id=tenant_id, request=request)
     if existing is not None:
         return CreatedJob(existing, [], created=False)
 
-    grid = resolve(request.spec, default_model=default_model)
-    cells = expand(grid)
+    grid = request.grid or resolve(request.spec, default_model=default_model, library=library)
+    cells = expand(grid, library)
     shards = plan_shards(cells, batch_size=batch_size)
     priority = Priority(request.spec.priority)
     job = Job(

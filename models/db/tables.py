@@ -145,6 +145,9 @@ class Item(Base):
     hires_strength: Mapped[float | None] = mapped_column(Float, default=None)
     hires_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     quality_tier: Mapped[str | None] = mapped_column(String(16), default=None)  # 0009
+    # The cell's style and combinatorial wildcard values (migration 0010).
+    style: Mapped[str | None] = mapped_column(Text, default=None)
+    wildcard_values: Mapped[str | None] = mapped_column(Text, default=None)
     status: Mapped[str] = mapped_column(String(16), default=CellStatus.QUEUED)
     key: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))

@@ -94,6 +94,22 @@ QualityTierAxis = Annotated[
     Discriminator(_kind),
     GRID_AXIS,
 ]
+# A style's name (``models.domain.styles``); which names exist is the operator's, checked by
+# ``check_limits``. A list is an axis: each cell takes one style.
+StyleName = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(check_text)]
+StyleAxis = Annotated[
+    Annotated[StyleName, Tag("Value")]
+    | Annotated[
+        list[StyleName], Field(min_length=1, max_length=100), AfterValidator(distinct), Tag("List")
+    ],
+    Discriminator(_kind),
+    GRID_AXIS,
+]
+# Wildcard lists whose every value is a grid axis (Dynamic Prompts' combinatorial mode).
+WildcardName = Annotated[StrictStr, Field(pattern=r"^[\w\-/.]+$", max_length=200)]
+WildcardAxes = Annotated[
+    list[WildcardName], Field(min_length=1, max_length=8), AfterValidator(distinct)
+]
 # A1111's "Prompt S/R": the first value is searched for, every value replaces it.
 PromptReplaceAxis = Annotated[
     list[Annotated[StrictStr, Field(min_length=1, max_length=500), AfterValidator(check_text)]],

@@ -140,7 +140,7 @@ def check_campaign(
         check_limits(campaign.spec, limits, counter=counter, prefix="spec.")
     except SpecError as exc:
         errors.extend(exc.errors)
-    cells = campaign.spec.cell_count()
+    cells = campaign.spec.cell_count(limits.library)
     if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
         errors.append(
             FieldError(

@@ -79,8 +79,10 @@ class RenderParams:
     Declaration order is the order of A1111's infotext fields.
     """
 
+    # The texts the cell encodes: styles, wildcards and Prompt S/R already applied
+    # (models/domain/prompt_pipeline.py); prompt editing is still in them, as text.
     prompt: str = render_field(varies_in_shard=True)
-    negative_prompt: str = render_field()
+    negative_prompt: str = render_field(varies_in_shard=True)
     steps: int = render_field(infotext="Steps", read=int)
     sampler: str = render_field(infotext="Sampler", write=a1111_name, read=canonical_sampler)
     guidance_scale: float = render_field(infotext="CFG scale", write=_number, read=float)
@@ -102,6 +104,10 @@ class RenderParams:
     hires_steps: int | None = render_field(None, infotext="Hires steps", read=int)
     # The numerics a GPU renders with (worker/gpu_options.py: exact, standard, fast).
     quality_tier: str = render_field("standard", infotext="Quality tier", write_default=True)
+    # The cell's style (already applied to the texts: A1111's infotext has the expanded
+    # prompt, no "Styles array") and its combinatorial wildcard values, as a JSON object.
+    style: str | None = render_field(None, varies_in_shard=True)
+    wildcard_values: str | None = render_field(None, varies_in_shard=True)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,23 +1,35 @@
 """Grid expansion: a validated spec becomes ordered cells, and cells become shards.
 
 Cell indices are stable: prompt-major, then bucket, then seed, then the extra axes
-(prompt_replace, then the setting axes; see ``models.domain.spec.AXIS_ORDER``). A shard
-is a run of cells that share every render field but those that vary in a shard (prompt,
-seed: ``models.domain.cells.SHARED_FIELDS``), so that one pipeline call renders it.
+(prompt_replace, the combinatorial wildcards, then the setting axes; see
+``models.domain.spec.AXIS_ORDER``). Each cell's texts come from the prompt pipeline
+(``models.domain.prompt_pipeline``). A shard is a run of cells that share every render
+field but those that vary in a shard (texts, seed: ``models.domain.cells.SHARED_FIELDS``),
+so that one pipeline call renders it.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
 from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
-from models.domain.axes import as_list, replace_variants
+from models.domain.axes import as_list
 from models.domain.buckets import parse_bucket
 from models.domain.cells import Cell, render_key
-from models.domain.spec import MAX_SEED, RANDOM_SEED, SETTING_AXES, JobSpec
+from models.domain.prompt_pipeline import (
+    DEFAULT_LIBRARY,
+    CellTexts,
+    GridTexts,
+    Pinned,
+    PromptLibrary,
+)
+from models.domain.spec import MAX_SEED, RANDOM_SEED, SETTING_AXES, FieldError, JobSpec, SpecError
+from models.domain.styles import Style
 from models.domain.tags import compose
 
 
@@ -33,6 +45,10 @@ class ResolvedGrid:
     prompt_replace: list[str]  # empty: no Prompt S/R axis
     # The cells' render fields set per job, by name: a value, or a list for an axis.
     settings: dict[str, Any]
+    # What the operator's library meant when the job was made: the styles it uses, and
+    # the values of each combinatorial wildcard (an axis each, in the spec's order).
+    styles: dict[str, Style] = field(default_factory=dict)
+    wildcard_axes: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (``jobs.grid``): the settings sit beside the axes."""
@@ -43,8 +59,16 @@ class ResolvedGrid:
             "seeds": self.seeds,
             "model": self.model,
             "prompt_replace": self.prompt_replace,
+            "wildcard_axes": self.wildcard_axes,
+            "styles": {
+                name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for name, s in self.styles.items()
+            },
             **self.settings,
         }
+
+    def texts(self) -> GridTexts:
+        return GridTexts(self.prompts, self.negative_prompt, self.styles, self.prompt_replace)
 
 
 @dataclass(frozen=True)
@@ -54,10 +78,18 @@ class ShardPlan:
     cell_indices: list[int]
 
 
-def resolve(spec: JobSpec, *, default_model: str) -> ResolvedGrid:
+def resolve(
+    spec: JobSpec, *, default_model: str, library: PromptLibrary = DEFAULT_LIBRARY
+) -> ResolvedGrid:
+    """Seeds drawn, prompt entries composed, the library's styles and combinatorial lists
+    looked up (SpecError for a name it does not have; ``check_limits`` names them first)."""
     seeds = [secrets.randbelow(MAX_SEED + 1) if s == RANDOM_SEED else s for s in spec.seed_list()]
     negative = DEFAULT_NEGATIVE_PROMPT if spec.negative_prompt is None else spec.negative_prompt
     quality, position = spec.quality_tags, spec.quality_tags_position
+    missing = [name for name in spec.style_list() if name not in library.styles]
+    missing += [f"__{n}__" for n in spec.wildcard_axes or [] if n not in library.wildcards]
+    if missing:
+        raise SpecError([FieldError("prompts", f"unknown style or wildcard {missing[0]!r}")])
     return ResolvedGrid(
         prompts=[compose(p, quality_tags=quality, position=position) for p in spec.prompts],
         negative_prompt=negative,
@@ -66,43 +98,77 @@ def resolve(spec: JobSpec, *, default_model: str) -> ResolvedGrid:
         model=spec.model or default_model,
         prompt_replace=spec.replace_list(),
         settings=spec.render_settings(),
+        styles={n: library.styles[n] for n in spec.style_list()},
+        wildcard_axes={n: list(library.wildcards[n]) for n in spec.wildcard_axes or []},
     )
 
 
-def expand(grid: ResolvedGrid) -> list[Cell]:
-    """Every cell of the grid, in index order (``models.domain.spec.AXIS_ORDER``)."""
-    replacements: list[str | None] = list(grid.prompt_replace) or [None]
-    buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
+@dataclass(slots=True)
+class CellKey:
+    """A cell's place in the grid: what its fields and texts are made from."""
+
+    index: int
+    prompt_index: int
+    bucket: str
+    seed: int
+    variant: int  # its Prompt S/R value's index (0: the text unchanged)
+    pinned: Pinned  # its combinatorial wildcard values
+    settings: dict[str, Any]  # its setting axes' values and the job's settings
+
+
+def cell_keys(grid: ResolvedGrid) -> Iterator[CellKey]:
+    """Every cell's key, in index order (``models.domain.spec.AXIS_ORDER``)."""
     per_job = {k: v for k, v in grid.settings.items() if k not in SETTING_AXES}
     axes = [as_list(grid.settings[name]) for name in SETTING_AXES]
     # The settings of each combination of the setting axes, made once (not per cell).
     settings = [
         {**per_job, **dict(zip(SETTING_AXES, values, strict=True))} for values in product(*axes)
     ]
-    variants: dict[str, list[str]] = {}  # a text's Prompt S/R variants, made once
-    cells = []
-    combos = product(enumerate(grid.prompts), grid.buckets, grid.seeds, enumerate(replacements))
+    pinned_axes = [[(name, v) for v in values] for name, values in grid.wildcard_axes.items()]
+    combos = product(
+        range(len(grid.prompts)),
+        grid.buckets,
+        grid.seeds,
+        range(max(1, len(grid.prompt_replace))),
+        list(product(*pinned_axes)),
+    )
     for index, (combo, setting) in enumerate(product(combos, settings)):
-        (prompt_index, prompt), bucket_name, seed, (variant, value) = combo
-        bucket = buckets[bucket_name]
-        negative = grid.negative_prompt
-        if value is not None:
-            for text in (prompt, negative):
-                if text not in variants:
-                    variants[text] = replace_variants(text, grid.prompt_replace)
-            prompt, negative = variants[prompt][variant], variants[negative][variant]
+        prompt_index, bucket, seed, variant, pinned = combo
+        yield CellKey(index, prompt_index, bucket, seed, variant, pinned, setting)
+
+
+def expand(grid: ResolvedGrid, library: PromptLibrary = DEFAULT_LIBRARY) -> list[Cell]:
+    """Every cell of the grid, in index order, with its texts (``library``: the wildcard
+    lists that resolve at random)."""
+    texts = CellTexts(grid.texts(), library.wildcards, max_chars=None)
+    buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
+    names = {name: bucket.name for name, bucket in buckets.items()}
+    values: dict[Pinned, str] = {}  # each combination's JSON, made once
+    cells = []
+    for key in cell_keys(grid):
+        bucket = buckets[key.bucket]
+        prompt, negative = texts.texts(
+            key.prompt_index,
+            style=key.settings["style"],
+            seed=key.seed,
+            pinned=key.pinned,
+            variant=key.variant,
+        )
+        if key.pinned not in values:
+            values[key.pinned] = json.dumps(dict(key.pinned), ensure_ascii=False)
         cells.append(
             Cell(
-                index=index,
-                prompt_index=prompt_index,
-                bucket=bucket.name,
+                index=key.index,
+                prompt_index=key.prompt_index,
+                bucket=names[key.bucket],
                 prompt=prompt,
                 negative_prompt=negative,
                 width=bucket.width,
                 height=bucket.height,
-                seed=seed,
-                prompt_replace=value,
-                **setting,
+                seed=key.seed,
+                prompt_replace=grid.prompt_replace[key.variant] if grid.prompt_replace else None,
+                wildcard_values=values[key.pinned] if key.pinned else None,
+                **key.settings,
             )
         )
     return cells

@@ -7,17 +7,29 @@ Steps: 28, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 832x1216, Model: anim
 The fields after the second line come from the cell schema (models/domain/cells.py):
 each render field with an ``infotext`` key is written, in declaration order, unless
 it has its default value (A1111 leaves defaults out: ``Emphasis`` is written for
-"no_norm" only, the hi-res fields only for a hi-res cell). ``Size`` (width x height)
-and ``Model`` follow ``Seed``; a hi-res cell adds ``Hires upscaler``; ``Size`` stays the
-first pass's size, as in A1111.
+"no_norm" only, the hi-res fields only for a hi-res cell). ``Size`` (width x height),
+``Model hash`` and ``Model`` follow ``Seed``; a hi-res cell adds ``Hires upscaler``;
+``Size`` stays the first pass's size, as in A1111.
+
+What A1111 needs beyond the cell to make the same image is the renderer's ``Receipt``,
+written last as A1111 writes it: ``RNG: CPU`` (A1111 assumes GPU noise without it),
+``Pad conds: True`` where the prompt and negative were padded to the same length (A1111's
+``pad_cond_uncond``, off by default there) and ``Version: farm x.y.z``. The version is
+not a bare number on purpose: A1111 reads a version below 1.6 as a request for its old
+prompt-editing timelines and other backward-compatibility switches.
+
+The prompt is the cell's, with its prompt-editing syntax: A1111 schedules it the same way.
+Values are quoted as A1111 quotes them (JSON, when they hold ``,`` ``:`` or a newline).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from models.domain.cells import DEFAULTS, FIELD_INFO, RENDER_FIELDS, RenderParams
+from models.domain.samplers import canonical_sampler
 
 HIRES_UPSCALER: Final = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
 _AFTER_SIZE: Final = "Seed"  # Size and Model go right after this key, as A1111 writes them
@@ -25,22 +37,46 @@ _WRITTEN: Final = tuple(n for n in RENDER_FIELDS if FIELD_INFO[n].infotext is no
 _BY_KEY: Final = {FIELD_INFO[n].infotext: n for n in _WRITTEN}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Receipt:
+    """What reproducing an image needs beyond its cell: facts of the render itself."""
+
+    model_hash: str | None = None  # A1111's short hash of the checkpoint file, if one file
+    rng: str | None = None  # where the noise came from: "CPU"
+    pad_conds: bool = False  # prompt and negative padded to the same number of chunks
+    version: str | None = None  # "farm 0.1.0"
+
+
 @dataclass(slots=True, kw_only=True)
 class RenderParameters(RenderParams):
-    """What a PNG's infotext says: the cell's render fields and the model's name."""
+    """What a PNG's infotext says: the cell's render fields, the model and the receipt."""
 
     model: str
+    model_hash: str | None = None
+    rng: str | None = None
+    pad_conds: bool = False
+    version: str | None = None
 
 
-def parameters_of(cell: RenderParams, model: str) -> RenderParameters:
-    """What a cell's PNG says: its render fields and the model that rendered it."""
-    return RenderParameters(**{name: getattr(cell, name) for name in RENDER_FIELDS}, model=model)
+def parameters_of(
+    cell: RenderParams, model: str, receipt: Receipt | None = None
+) -> RenderParameters:
+    """What a cell's PNG says: its render fields, the model that rendered it, the receipt."""
+    r = receipt or Receipt()
+    return RenderParameters(
+        **{name: getattr(cell, name) for name in RENDER_FIELDS},
+        model=model,
+        model_hash=r.model_hash,
+        rng=r.rng,
+        pad_conds=r.pad_conds,
+        version=r.version,
+    )
 
 
 def _quote(value: str) -> str:
-    # A1111 quotes values that contain its separators.
-    if any(ch in value for ch in ',:"\n'):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # A1111's infotext quote(): JSON, for values that hold its separators.
+    if any(ch in value for ch in ",:\n") or value.startswith('"'):
+        return json.dumps(value, ensure_ascii=False)
     return value
 
 
@@ -56,9 +92,18 @@ def _fields(p: RenderParameters) -> list[tuple[str, str]]:
         assert info.infotext is not None
         fields.append((info.infotext, _quote(info.write(value))))
         if info.infotext == _AFTER_SIZE:
-            fields += [("Size", f"{p.width}x{p.height}"), ("Model", _quote(p.model))]
+            fields.append(("Size", f"{p.width}x{p.height}"))
+            if p.model_hash:
+                fields.append(("Model hash", _quote(p.model_hash)))
+            fields.append(("Model", _quote(p.model)))
     if p.hires_scale is not None:
         fields.append(("Hires upscaler", _quote(HIRES_UPSCALER)))
+    if p.rng:
+        fields.append(("RNG", _quote(p.rng)))
+    if p.pad_conds:
+        fields.append(("Pad conds", "True"))
+    if p.version:
+        fields.append(("Version", _quote(p.version)))
     return fields
 
 
@@ -68,19 +113,14 @@ def format_infotext(p: RenderParameters) -> str:
 
 
 def _unquote(value: str) -> str:
+    # A1111's unquote(): JSON, and the text as it is if it is not JSON.
     if len(value) < 2 or value[0] != '"' or value[-1] != '"':
         return value
-    out: list[str] = []
-    escaped = False
-    for ch in value[1:-1]:
-        if escaped:
-            out.append("\n" if ch == "n" else ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        else:
-            out.append(ch)
-    return "".join(out)
+    try:
+        text = json.loads(value)
+    except ValueError:
+        return value
+    return text if isinstance(text, str) else value
 
 
 def split_params(line: str) -> dict[str, str]:
@@ -131,11 +171,17 @@ def parse_infotext(text: str) -> RenderParameters:
             values[name] = FIELD_INFO[name].read(raw)
     if "hires_scale" not in values:
         values.pop("hires_strength", None)  # without a hi-res pass it is img2img's strength
+    if "Sampler" in params and "Schedule type" in params:  # A1111 >= 1.9 splits the two
+        values["sampler"] = canonical_sampler(params["Sampler"], params["Schedule type"])
     return RenderParameters(
         prompt="\n".join(prompt_lines),
         negative_prompt="\n".join(negative_lines),
         width=width,
         height=height,
-        model=params["Model"],
+        model=params.get("Model", ""),
+        model_hash=params.get("Model hash"),
+        rng=params.get("RNG"),
+        pad_conds=params.get("Pad conds") == "True",
+        version=params.get("Version"),
         **values,
     )

@@ -19,6 +19,8 @@ class SamplerInfo:
     aliases: tuple[str, ...] = ()
     # Which A1111 >= 1.9 "Schedule type" this id implies, for infotexts that split it.
     karras: bool = False
+    # Two model calls per step (A1111's "second_order"): prompt editing counts both.
+    second_order: bool = False
 
 
 DEFAULT_SAMPLER = "euler_a"
@@ -32,11 +34,13 @@ _ALL = (
     SamplerInfo("dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras", ("k_dpmpp_2m_sde_ka",), karras=True),
     SamplerInfo("ddim", "DDIM"),
     SamplerInfo("unipc", "UniPC", ("uni_pc",)),
-    SamplerInfo("heun", "Heun", ("k_heun",)),
-    SamplerInfo("dpm2", "DPM2", ("k_dpm_2", "dpm_2")),
-    SamplerInfo("dpm2_karras", "DPM2 Karras", ("k_dpm_2_ka",), karras=True),
-    SamplerInfo("dpm2_a", "DPM2 a", ("k_dpm_2_a", "dpm_2_ancestral")),
-    SamplerInfo("dpm2_a_karras", "DPM2 a Karras", ("k_dpm_2_a_ka",), karras=True),
+    SamplerInfo("heun", "Heun", ("k_heun",), second_order=True),
+    SamplerInfo("dpm2", "DPM2", ("k_dpm_2", "dpm_2"), second_order=True),
+    SamplerInfo("dpm2_karras", "DPM2 Karras", ("k_dpm_2_ka",), karras=True, second_order=True),
+    SamplerInfo("dpm2_a", "DPM2 a", ("k_dpm_2_a", "dpm_2_ancestral"), second_order=True),
+    SamplerInfo(
+        "dpm2_a_karras", "DPM2 a Karras", ("k_dpm_2_a_ka",), karras=True, second_order=True
+    ),
 )
 
 SAMPLERS: dict[str, SamplerInfo] = {info.id: info for info in _ALL}
@@ -77,3 +81,10 @@ def canonical_sampler(name: str, schedule_type: str | None = None) -> str:
 def a1111_name(sampler_id: str) -> str:
     """A1111's display name, as written in infotexts ("Euler a")."""
     return SAMPLERS[canonical_sampler(sampler_id)].a1111_name
+
+
+def total_steps(sampler_id: str, steps: int) -> int:
+    """The steps a prompt-editing schedule spans (A1111's ``SamplerData.total_steps``):
+    twice the steps for a second-order sampler, which calls the model twice per step
+    (diffusers' loop then runs ``2 * steps - 1`` iterations, one per model call)."""
+    return steps * 2 if SAMPLERS[canonical_sampler(sampler_id)].second_order else steps

@@ -19,11 +19,10 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationInfo,
     field_validator,
 )
 
-from models.domain.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_NEGATIVE_PROMPT, DEFAULT_STEPS
+from models.domain.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 from models.domain.axes import (
     GRID_AXIS,
     GuidanceAxis,
@@ -31,10 +30,13 @@ from models.domain.axes import (
     QualityTierAxis,
     SamplerAxis,
     StepsAxis,
+    StyleAxis,
+    WildcardAxes,
     as_list,
 )
 from models.domain.buckets import DEFAULT_BUCKET, parse_bucket
 from models.domain.cells import RENDER_FIELDS
+from models.domain.prompt_pipeline import PromptLibrary
 from models.domain.samplers import DEFAULT_SAMPLER
 from models.domain.status import Priority
 from models.domain.tags import (
@@ -43,7 +45,6 @@ from models.domain.tags import (
     PromptText,
     QualityPosition,
     QualityTagsField,
-    compose,
     entry_is_blank,
 )
 from models.domain.text import Text
@@ -87,8 +88,8 @@ class HiresSpec(BaseModel):
 class JobSpec(BaseModel):
     """A prompt grid: every combination of its axes is one image (a *cell*).
 
-    Axes, outermost first: prompts, buckets, seeds, prompt_replace, sampler, steps,
-    guidance_scale (see ``models.domain.axes``).
+    Axes, outermost first: prompts, buckets, seeds, prompt_replace, the combinatorial
+    wildcards, style, sampler, steps, guidance_scale (see ``models.domain.axes``).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -105,6 +106,7 @@ class JobSpec(BaseModel):
     )
     # The setting axes, in grid order (outermost first): the order is part of the
     # contract, since it fixes every cell's index.
+    style: Annotated[StyleAxis | None, GRID_AXIS] = None  # a name (models/domain/styles.py)
     sampler: SamplerAxis = DEFAULT_SAMPLER
     steps: StepsAxis = DEFAULT_STEPS
     guidance_scale: GuidanceAxis = DEFAULT_GUIDANCE_SCALE
@@ -112,6 +114,8 @@ class JobSpec(BaseModel):
     # operator says which the farm serves (FARM_QUALITY_TIERS).
     quality_tier: QualityTierAxis = "standard"
     prompt_replace: PromptReplaceAxis | None = None
+    # Wildcard lists that are axes: every value once (the others resolve at random).
+    wildcard_axes: WildcardAxes | None = None
     emphasis: Emphasis = "original"
     hires: HiresSpec | None = None
     model: StrictStr | None = None
@@ -128,29 +132,6 @@ class JobSpec(BaseModel):
                 raise ValueError(f"prompt {i} is empty")
         return prompts
 
-    @field_validator("prompt_replace")
-    @classmethod
-    def _search_term_is_found(
-        cls, values: list[str] | None, info: ValidationInfo
-    ) -> list[str] | None:
-        # A1111 refuses a Prompt S/R whose first value is in neither prompt nor negative.
-        if not values or "prompts" not in info.data or "quality_tags" not in info.data:
-            return values
-        negative = info.data.get("negative_prompt")
-        negative = DEFAULT_NEGATIVE_PROMPT if negative is None else negative
-        for i, entry in enumerate(info.data["prompts"]):
-            prompt = compose(
-                entry,
-                quality_tags=info.data["quality_tags"],
-                position=info.data.get("quality_tags_position", "prepend"),
-            )
-            if values[0] not in prompt and values[0] not in negative:
-                raise ValueError(
-                    f"{values[0]!r} (the first value, searched for) is in neither "
-                    f"prompts.{i} nor the negative prompt"
-                )
-        return values
-
     @field_validator("buckets")
     @classmethod
     def _canonical_buckets(cls, buckets: list[str]) -> list[str]:
@@ -164,6 +145,10 @@ class JobSpec(BaseModel):
 
     def step_list(self) -> list[int]:
         return as_list(self.steps)
+
+    def style_list(self) -> list[str]:
+        """The styles' names; empty when the job has no style."""
+        return [] if self.style is None else as_list(self.style)
 
     def replace_list(self) -> list[str]:
         """The Prompt S/R values; empty when the axis is not used."""
@@ -180,8 +165,11 @@ class JobSpec(BaseModel):
         settings["hires_steps"] = None if hires is None else hires.steps
         return settings
 
-    def axis_sizes(self) -> dict[str, int]:
-        """How many values each axis has, outermost first (``AXIS_ORDER``)."""
+    def axis_sizes(self, library: PromptLibrary | None = None) -> dict[str, int]:
+        """How many values each axis has, outermost first (``AXIS_ORDER``, with each
+        combinatorial wildcard ``__name__`` after ``prompt_replace``). The wildcard axes'
+        sizes are the lists' lengths in ``library`` (an unknown list counts one value:
+        ``check_limits`` names it); without one, a spec with wildcard axes is an error."""
         seeds = self.seeds.count if isinstance(self.seeds, SeedRange) else len(self.seeds)
         sizes = {
             "prompts": len(self.prompts),
@@ -189,11 +177,15 @@ class JobSpec(BaseModel):
             "seeds": seeds,
             "prompt_replace": max(1, len(self.replace_list())),
         }
+        for name in self.wildcard_axes or []:
+            if library is None:
+                raise ValueError("a spec with wildcard_axes is counted with its prompt library")
+            sizes[f"__{name}__"] = max(1, len(library.wildcards.get(name, ())))
         sizes.update((name, len(as_list(getattr(self, name)))) for name in SETTING_AXES)
         return sizes
 
-    def cell_count(self) -> int:
-        return math.prod(self.axis_sizes().values())
+    def cell_count(self, library: PromptLibrary | None = None) -> int:
+        return math.prod(self.axis_sizes(library).values())
 
 
 # The setting axes, in the spec's order: the fields whose type carries GRID_AXIS.
@@ -208,7 +200,7 @@ JOB_SETTINGS: Final = tuple(
     for name in JobSpec.model_fields
     if name in RENDER_FIELDS
     and name not in SETTING_AXES
-    and name not in ("negative_prompt", "prompt_replace")
+    and name not in ("negative_prompt", "prompt_replace", "wildcard_values")
 )
 
 

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.domain.axes import QUALITY_TIERS
 from models.domain.limits import Limits
 from models.domain.model_sources import parse_model_source
+from models.domain.prompt_pipeline import PromptLibrary
+from models.infra.prompt_library import load_prompt_library
 
 DEFAULT_DATA_DIR = Path("farm-data")
 
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     max_active_cells: int = 200_000  # queued + rendering cells per tenant; 0 disables
     max_cells_per_day: int = 2_000_000  # cells submitted per tenant in 24 h; 0 disables
     batch_size: int = 4  # cells per shard, rendered in one pipeline call
+    # Prompt library (docs/PROMPTS.md): styles (A1111's styles.csv, or JSON; empty: the
+    # Animagine demo's presets) and Dynamic Prompts wildcard lists (empty: none).
+    styles_file: Path | None = None
+    wildcards_dir: Path | None = None
 
     # Worker behaviour and fault tolerance.
     visibility_timeout_s: int = 4 * 3600  # above the longest shard
@@ -161,6 +167,16 @@ class Settings(BaseSettings):
             )
         return ",".join(tiers)
 
+    @model_validator(mode="after")
+    def _prompt_library_reads(self) -> Settings:
+        """A styles file or wildcards folder that cannot be read stops the process here."""
+        self.prompt_library  # noqa: B018 - read (and kept) now, not at the first request
+        return self
+
+    @property
+    def prompt_library(self) -> PromptLibrary:
+        return load_prompt_library(self.styles_file, self.wildcards_dir)
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any, info: ValidationInfo) -> Any:
@@ -207,6 +223,7 @@ class Settings(BaseSettings):
             max_bulk_jobs=self.max_bulk_jobs,
             webhook_allow_private=self.webhook_allow_private,
             quality_tiers=frozenset(self.served_tiers),
+            library=self.prompt_library,
         )
 
     @property

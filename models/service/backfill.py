@@ -52,7 +52,7 @@ def plan_backfill(
     except ValueError as exc:
         raise SpecError([FieldError("end", str(exc))]) from None
     spec = JobSpec.model_validate(campaign.spec)
-    cells = len(ticks) * spec.cell_count()
+    cells = len(ticks) * spec.cell_count(submitter.settings.prompt_library)
     if cells > submitter.settings.max_grid_cells * 10:
         raise SpecError([FieldError("end", f"the range renders {cells} images; too many at once")])
     spec_seeds = spec.seed_list()

@@ -82,7 +82,7 @@ def run_spec(campaign: Campaign, scheduled_for: datetime) -> JobSpec:
 
 def _refusal(campaign: Campaign, spec: JobSpec, submitter: Submitter) -> str | None:
     """Why this run may not render (limits can change after the campaign was accepted)."""
-    cells = spec.cell_count()
+    cells = spec.cell_count(submitter.settings.prompt_library)
     if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
         return f"the grid has {cells} images; max_images_per_run is {campaign.max_images_per_run}"
     try:

@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session
 from models.db.jobs import CreatedJob, NewJob, create_jobs, find_replay
 from models.db.quotas import active_cells, cells_submitted_since
 from models.db.tables import utcnow
-from models.domain.limits import check_limits
+from models.domain.grid import ResolvedGrid
+from models.domain.limits import CheckedJob, check_job
 from models.domain.prompt_chunks import TokenCounter
 from models.domain.spec import FieldError, JobSpec, SpecError
 from models.infra.queue import Publisher
@@ -73,43 +74,55 @@ class Submitter:
         """What counts the tokens of ``spec``'s prompts: its model's tokenizer, if here."""
         return self.counters(spec.model or self.settings.model)
 
-    def check(self, spec: JobSpec, *, prefix: str = "") -> dict[str, int]:
-        """Step 1 for one spec; returns each encoded text's chunk count (the dry run's)."""
+    def check(self, spec: JobSpec, *, prefix: str = "") -> CheckedJob:
+        """Step 1 for one spec: the grid to make the job from (its seeds drawn: they choose
+        the wildcards) and each cell text's chunk count (the dry run's)."""
         limits = self.settings.limits
-        return check_limits(spec, limits, counter=self.counter_for(spec), prefix=prefix)
+        return check_job(spec, limits, counter=self.counter_for(spec), prefix=prefix)
 
-    def check_all(self, requests: Sequence[JobRequest]) -> None:
+    def check_all(self, requests: Sequence[JobRequest]) -> list[ResolvedGrid]:
         """Step 1 for every request, and the limits of one call: every error at once."""
         errors: list[FieldError] = []
+        grids: list[ResolvedGrid] = []
         for request in requests:
             try:
-                self.check(request.spec, prefix=request.field_prefix)
+                grids.append(self.check(request.spec, prefix=request.field_prefix).grid)
             except SpecError as exc:
                 errors.extend(exc.errors)
-        total = sum(r.spec.cell_count() for r in requests)
+        library = self.settings.prompt_library
+        total = sum(r.spec.cell_count(library) for r in requests)
         if len(requests) > 1 and total > self.settings.max_grid_cells * 10:
             errors.append(FieldError("jobs", f"{total} cells in one request is too many"))
         if errors:
             raise SpecError(errors)
+        return grids
 
     # -- 2-4. replays, quota, create (in the caller's transaction) -------------------
 
     def create(
-        self, session: Session, *, tenant_id: uuid.UUID, requests: Sequence[JobRequest]
+        self,
+        session: Session,
+        *,
+        tenant_id: uuid.UUID,
+        requests: Sequence[JobRequest],
+        grids: Sequence[ResolvedGrid | None] = (),
     ) -> list[CreatedJob]:
-        """Steps 2-4, limits already checked. IdempotencyConflict for a reused key."""
-        jobs = [NewJob(r.spec, r.idempotency_key) for r in requests]
+        """Steps 2-4, limits already checked (on ``grids``, made from them).
+        IdempotencyConflict for a reused key."""
+        grids = list(grids) or [None] * len(requests)
+        jobs = [NewJob(r.spec, r.idempotency_key, g) for r, g in zip(requests, grids, strict=True)]
         new = [j for j in jobs if find_replay(session, tenant_id=tenant_id, request=j) is None]
+        library = self.settings.prompt_library
         if new:
-            self.check_quota(
-                session, tenant_id=tenant_id, cells=sum(j.spec.cell_count() for j in new)
-            )
+            cells = sum(j.spec.cell_count(library) for j in new)
+            self.check_quota(session, tenant_id=tenant_id, cells=cells)
         return create_jobs(
             session,
             tenant_id=tenant_id,
             requests=jobs,
             default_model=self.settings.model,
             batch_size=self.settings.batch_size,
+            library=library,
         )
 
     def check_quota(self, session: Session, *, tenant_id: uuid.UUID, cells: int) -> None:
@@ -141,14 +154,14 @@ class Submitter:
         self, session: Session, *, tenant_id: uuid.UUID, requests: Sequence[JobRequest]
     ) -> list[CreatedJob]:
         """Steps 1-5: checked, created and committed, then published."""
-        self.check_all(requests)
+        grids = self.check_all(requests)
         try:
-            created = self.create(session, tenant_id=tenant_id, requests=requests)
+            created = self.create(session, tenant_id=tenant_id, requests=requests, grids=grids)
             session.commit()
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the race: replay it.
             session.rollback()
-            created = self.create(session, tenant_id=tenant_id, requests=requests)
+            created = self.create(session, tenant_id=tenant_id, requests=requests, grids=grids)
             if any(c.created for c in created):
                 raise
         except Exception:

@@ -21,6 +21,7 @@ from bench import (
     gpu_busy,
     gpu_render,
     job_get,
+    pad_conds,
     query_plans,
     submit_grid,
 )
@@ -162,3 +163,11 @@ def test_gpu_kit_skips_what_does_not_fit_and_stops_at_the_deadline(tmp_path: Pat
     args = ("--seconds", "3", "--estimate", "0_model=0", "--size", "64", "--steps", "10000")
     assert _gpu_kit(stopped, *args) == 3
     assert _stages(stopped)["0_model"]["stopped"].startswith("the deadline came")
+
+
+def test_pad_conds(capsys: pytest.CaptureFixture[str]) -> None:
+    result = pad_conds.main(["--seeds", "2", "--steps", "2", "--size", "64"])
+    cases = result["cases"]
+    assert cases["equal"]["max_abs_diff"] <= 2  # the two ways agree where nothing is padded
+    assert cases["prompt_longer"]["prompt_tokens"] > cases["prompt_longer"]["negative_tokens"]
+    _printed(capsys, "pad_conds")

@@ -1,9 +1,11 @@
 """Prompt fidelity through the real worker path: API → Postgres → ShardRunner → S3 → PNG.
 
 A grid with varied samplers, steps, CFG, weighted long prompts, tag fields, an empty
-negative, "no_norm" emphasis and a hi-res fix is submitted over HTTP, rendered by an
-in-process ``ShardRunner`` (the tiny SDXL pipeline, real Postgres, moto's S3), and
-every PNG's infotext is parsed back and compared with the cell it came from.
+negative, "no_norm" emphasis and a hi-res fix, and one with prompt editing, alternation,
+a style and wildcards, are submitted over HTTP, rendered by an in-process
+``ShardRunner`` (the tiny SDXL pipeline, real Postgres, moto's S3), and every PNG's
+infotext is parsed back, by the farm and by an A1111-compatible reader, and compared
+with the cell it came from.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.main import create_app
 from models.db.keys import create_api_key
 from models.domain.infotext import parse_infotext
+from models.domain.prompt_schedule import passes_of, step_texts
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
 from models.infra.storage import make_storage
+from tests.a1111_infotext import parse_generation_parameters
+from worker.prompt_encoding import tokenize_chunks
 from worker.renderer import DiffusersRenderer
 from worker.shard_runner import Outcome, ShardRunner
-from worker.tiny_sdxl import build_tiny_sdxl
+from worker.tiny_sdxl import build_tiny_sdxl, build_tokenizers
 
 MODEL = "fidelity-tiny"  # a model name of its own: this runner claims only these shards
 
@@ -58,6 +63,18 @@ HIRES_GRID: dict[str, Any] = {
     "steps": 2,
     "guidance_scale": [1.0, 6.5],
     "emphasis": "no_norm",
+    "hires": {"scale": 1.25, "strength": 0.5, "steps": 2},
+    "model": MODEL,
+}
+
+
+LANGUAGE_GRID: dict[str, Any] = {
+    "prompts": ["1girl, [red hair:blue hair:1], [smile|frown], {cat|dog} ears"],
+    "negative_prompt": "lowres, [blurry::1]",
+    "style": ["(None)", "Anime"],
+    "buckets": ["1536x640"],
+    "seeds": [8],
+    "steps": 2,
     "hires": {"scale": 1.25, "strength": 0.5, "steps": 2},
     "model": MODEL,
 }
@@ -96,17 +113,39 @@ def render_all(settings: Settings, sessions: sessionmaker[Session]) -> int:
     return shards
 
 
+def pads(cell: dict[str, Any]) -> bool:
+    """Whether any step of the cell's passes has a prompt and a negative prompt of different
+    chunk counts (counted with the tiny model's tokenizer, as the worker does)."""
+    tokenizer = build_tokenizers()[0]
+    passes = passes_of(
+        cell["sampler"],
+        cell["steps"],
+        hires=cell["hires_scale"] is not None,
+        hires_steps=cell["hires_steps"],
+    )
+    steps = [passes.first, passes.hires]
+    prompt, negative = passes.schedules(cell["prompt"]), passes.schedules(cell["negative_prompt"])
+    schedules = zip(prompt, negative, strict=True)
+    for (prompts, negatives), length in zip(schedules, steps, strict=False):
+        assert length is not None
+        for p, n in zip(step_texts(prompts, length), step_texts(negatives, length), strict=True):
+            if len(tokenize_chunks(p, tokenizer)) != len(tokenize_chunks(n, tokenizer)):
+                return True
+    return False
+
+
 def test_every_png_carries_its_cell(
     client: TestClient, farm_settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    jobs = [client.post("/v1/jobs", json=grid).json() for grid in (SAMPLER_GRID, HIRES_GRID)]
-    assert [job["total"] for job in jobs] == [8, 2]
+    grids = (SAMPLER_GRID, HIRES_GRID, LANGUAGE_GRID)
+    jobs = [client.post("/v1/jobs", json=grid).json() for grid in grids]
+    assert [job["total"] for job in jobs] == [8, 2, 2]
     started = time.perf_counter()
     shards = render_all(farm_settings, sessions)
     print(f"\n10 tiny cells in {shards} shards: {time.perf_counter() - started:.1f} s")
 
     storage = make_storage(farm_settings)
-    checked = 0
+    checked = padded = 0
     for job in jobs:
         final = client.get(f"/v1/jobs/{job['id']}").json()
         assert (final["status"], final["done"]) == ("succeeded", job["total"]), final
@@ -114,6 +153,13 @@ def test_every_png_carries_its_cell(
         for cell in cells:
             png = Image.open(io.BytesIO(storage.get(cell["key"])))
             params = parse_infotext(png.info["parameters"])
+            a1111 = parse_generation_parameters(png.info["parameters"])
+            assert (a1111["Prompt"], a1111["Seed"]) == (cell["prompt"].strip(), str(cell["seed"]))
+            assert (a1111["RNG"], a1111["Version"]) == ("CPU", params.version)
+            assert params.version is not None and params.version.startswith("farm ")
+            # Padded where a step's prompt and negative take different numbers of chunks.
+            assert a1111.get("Pad conds") == ("True" if pads(cell) else None)
+            padded += pads(cell)
             assert params.prompt == cell["prompt"]
             assert params.negative_prompt == cell["negative_prompt"]
             assert params.sampler == cell["sampler"]
@@ -126,6 +172,9 @@ def test_every_png_carries_its_cell(
             if job is jobs[0]:
                 assert png.size == (1536, 640)
                 assert params.hires_scale is None and params.emphasis == "original"
+            elif job is jobs[2]:
+                assert "[red hair:blue hair:1], [smile|frown]" in params.prompt
+                assert params.negative_prompt.startswith("lowres, [blurry::1]")
             else:
                 assert png.size == (1920, 800)  # 1536x640 × 1.25: Size keeps the first pass
                 assert (params.hires_scale, params.hires_strength) == (1.25, 0.5)
@@ -138,6 +187,11 @@ def test_every_png_carries_its_cell(
             assert cells[0]["prompt"].endswith(LONG_PROMPT)  # newline and weights kept
             assert cells[4]["prompt"].endswith(r"1boy, ikari shinji, solo, (smile:1.2)")
             assert cells[0]["negative_prompt"].startswith("nsfw, lowres, (bad)")
+        elif job is jobs[2]:
+            assert [c["style"] for c in cells] == ["(None)", "Anime"]
+            ears = {"cat ears" in c["prompt"] for c in cells}
+            assert len(ears) == 1  # the same seed: the same wildcard choice in both styles
+            assert cells[1]["prompt"].endswith("studio anime, highly detailed")
         else:
             assert [c["guidance_scale"] for c in cells] == [1.0, 6.5]
             assert {c["prompt"] for c in cells} == {
@@ -145,4 +199,5 @@ def test_every_png_carries_its_cell(
             }
             assert {c["negative_prompt"] for c in cells} == {""}
             assert {c["rating"] for c in cells} == {"safe"}
-    assert checked == 10
+    assert checked == 12
+    assert 0 < padded < checked

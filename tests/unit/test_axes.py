@@ -33,12 +33,16 @@ FULL: dict[str, Any] = {
 }
 
 
+# Every axis with two values: the setting axes include the style.
+EVERY_AXIS: dict[str, Any] = {**FULL, "style": ["(None)", "Anime"]}
+
+
 def cells_of(body: dict[str, Any]) -> list[Cell]:
     return expand(resolve(JobSpec.model_validate(body), default_model="m"))
 
 
 def test_the_axes_are_documented_outermost_first() -> None:
-    spec = JobSpec.model_validate(FULL)
+    spec = JobSpec.model_validate(EVERY_AXIS)
     assert (
         list(spec.axis_sizes())
         == list(AXIS_ORDER)
@@ -47,6 +51,7 @@ def test_the_axes_are_documented_outermost_first() -> None:
             "buckets",
             "seeds",
             "prompt_replace",
+            "style",
             "sampler",
             "steps",
             "guidance_scale",
@@ -54,17 +59,18 @@ def test_the_axes_are_documented_outermost_first() -> None:
         ]
     )
     assert spec.axis_sizes() == {**dict.fromkeys(AXIS_ORDER, 2), "quality_tier": 1}
-    assert spec.cell_count() == 2**7
+    assert spec.cell_count() == 2**8
 
 
 def test_every_axis_nests_in_the_documented_order() -> None:
-    cells = cells_of(FULL)
-    assert len(cells) == 128 and [c.index for c in cells] == list(range(128))
+    cells = cells_of(EVERY_AXIS)
+    assert len(cells) == 256 and [c.index for c in cells] == list(range(256))
     expected = product(
         [0, 1],
         ["1024x1024", "832x1216"],
         [11, 12],
         ["red", "blue"],
+        ["(None)", "Anime"],
         ["euler_a", "dpmpp_2m_karras"],
         [20, 28],
         [5.0, 7.0],
@@ -75,6 +81,7 @@ def test_every_axis_nests_in_the_documented_order() -> None:
             c.bucket,
             c.seed,
             c.prompt_replace,
+            c.style,
             c.sampler,
             c.steps,
             c.guidance_scale,
@@ -130,10 +137,10 @@ def test_each_axis_multiplies_the_grid(axis: str, values: list[Any], stored: lis
 
 
 def test_shards_never_mix_render_settings() -> None:
-    cells = cells_of(FULL)
+    cells = cells_of(EVERY_AXIS)
     shards = plan_shards(cells, batch_size=4)
     by_index = {c.index: c for c in cells}
-    assert sorted(i for s in shards for i in s.cell_indices) == list(range(128))
+    assert sorted(i for s in shards for i in s.cell_indices) == list(range(256))
     for shard in shards:
         assert len({render_key(by_index[i]) for i in shard.cell_indices}) == 1
 

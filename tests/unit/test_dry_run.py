@@ -44,6 +44,7 @@ def test_dry_run_counts_and_creates_nothing(
         "buckets": 2,
         "seeds": 3,
         "prompt_replace": 1,
+        "style": 1,
         "sampler": 2,
         "steps": 1,
         "guidance_scale": 2,

@@ -1,4 +1,5 @@
-"""Every limit holds for the text that is encoded: after tags, quality tags and Prompt S/R.
+"""Every limit holds for the text that is encoded: after tags, quality tags, styles,
+wildcards and Prompt S/R, for every step of a prompt-editing schedule.
 
 Pure: no services. ``check_limits`` is the one check every door runs
 (models/service/submit.py); what it accepts must stay within every limit once the grid
@@ -13,12 +14,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.domain.grid import expand, resolve
-from models.domain.limits import Limits, check_limits
+from models.domain.grid import expand
+from models.domain.limits import Limits, check_job, check_limits
 from models.domain.prompt_chunks import EstimatedTokens, count_chunks
+from models.domain.prompt_pipeline import PromptLibrary
+from models.domain.prompt_schedule import passes_of
 from models.domain.prompt_syntax import MAX_NESTING, PromptSyntaxError, parse_prompt_attention
 from models.domain.spec import JobSpec, SpecError
+from models.domain.styles import Style
 
+LIBRARY = PromptLibrary(
+    styles={
+        "plain": Style("plain", "{prompt}", ""),
+        "ink": Style("ink", "{prompt}, ink, monochrome", "color, red"),
+        "wordy": Style("wordy", "x" * 200 + " {prompt}", "y" * 100),
+    },
+    wildcards={
+        "colour": ("red", "blue", "(green:1.2)", "{pale|dark} pink"),
+        "long": ("x" * 150,),
+        "pose": ("sitting", "standing", "__colour__ dress"),
+    },
+)
 LIMITS = Limits(
     default_model="m",
     models=frozenset({"m"}),
@@ -26,6 +42,7 @@ LIMITS = Limits(
     max_prompt_chunks=3,
     max_job_text_chars=20_000,
     max_grid_cells=2_000,
+    library=LIBRARY,
 )
 
 
@@ -118,7 +135,11 @@ def test_text_processing_is_linear(text: str) -> None:
 # -- property: nothing accepted exceeds a limit after expansion -------------------------
 
 _WORDS = st.sampled_from(
-    ["1girl", "red", "hair", "smile", "BREAK", "(solo:1.2)", "[blurry]", "(a)", "x" * 40, ","]
+    [
+        *["1girl", "red", "hair", "smile", "BREAK", "(solo:1.2)", "[blurry]", "(a)", "x" * 40],
+        *[",", "{red|blue}", "{2$$a|b|c}", "__colour__", "__long__", "__pose__"],
+        *["[cat:dog:2]", "[smile|frown]", "[" + "y" * 60 + "::0.5]", "[a:(b:1.5.5):3]"],
+    ]
 )
 _TEXT = st.lists(_WORDS, min_size=1, max_size=60).map(" ".join)
 
@@ -130,8 +151,16 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         "prompts": prompts,
         "negative_prompt": draw(_TEXT),
         "quality_tags": draw(st.booleans()),
-        "seeds": [1],
+        "seeds": draw(st.sampled_from([[1], [1, 2, 3], [-1, 5]])),
+        "steps": draw(st.sampled_from([4, [3, 6]])),
+        "sampler": draw(st.sampled_from(["euler_a", ["euler_a", "heun"]])),
     }
+    if draw(st.booleans()):
+        body["style"] = draw(st.sampled_from(["ink", ["plain", "wordy"], ["ink", "plain"]]))
+    if draw(st.booleans()):
+        body["hires"] = {"scale": 1.5, "steps": draw(st.sampled_from([None, 3]))}
+    if draw(st.booleans()) and "__pose__" in " ".join(prompts):
+        body["wildcard_axes"] = ["pose"]
     if draw(st.booleans()):  # Prompt S/R: its first value must be in the text (A1111)
         search = draw(st.sampled_from(["red", "hair", "1girl"]))
         body["negative_prompt"] += f", {search}"
@@ -147,13 +176,92 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
 def test_nothing_accepted_exceeds_a_limit_after_expansion(body: dict[str, Any]) -> None:
     spec = JobSpec.model_validate(body)
     try:
-        chunks = check_limits(spec, LIMITS)
+        checked = check_job(spec, LIMITS)
     except SpecError:
         return  # refused: fine, as long as what is accepted holds
     counter = EstimatedTokens()
-    for cell in expand(resolve(spec, default_model="m")):
+    encoded: set[str] = set()
+    for cell in expand(checked.grid, LIBRARY):
+        passes = passes_of(
+            cell.sampler,
+            cell.steps,
+            hires=cell.hires_scale is not None,
+            hires_steps=cell.hires_steps,
+        )
         for text in (cell.prompt, cell.negative_prompt):
             assert len(text) <= LIMITS.max_prompt_chars
-            assert count_chunks(text, counter) <= LIMITS.max_prompt_chunks
-            assert chunks[text] == count_chunks(text, counter)  # what the estimate priced
-            parse_prompt_attention(text)  # and it parses
+            steps = [entry.text for s in passes.schedules(text) for entry in s]
+            encoded.update(steps)
+            for step in steps:  # what the worker encodes
+                assert len(step) <= LIMITS.max_prompt_chars
+                assert count_chunks(step, counter) <= LIMITS.max_prompt_chunks
+                parse_prompt_attention(step)  # and it parses
+            # What the estimate priced: the longest step.
+            assert checked.chunks[text] == max(count_chunks(t, counter) for t in steps)
+    assert sum(map(len, encoded)) <= LIMITS.max_job_text_chars
+
+
+# -- styles, wildcards and prompt editing: each refusal names the field and the cause ---
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"prompts": ["a" * 250], "style": "wordy"}, "prompts.0", "with style 'wordy'"),
+        ({"prompts": ["1girl"], "style": ["ink", "oil"]}, "style.1", "unknown style 'oil'"),
+        ({"prompts": ["1girl, __hat__"]}, "prompts.0", "unknown wildcard __hat__"),
+        ({"prompts": ["1girl"], "negative_prompt": "__x*__"}, "negative_prompt", "__x*__"),
+        ({"prompts": ["1girl, {red|blue"]}, "prompts.0", "never closed"),
+        ({"prompts": ["1girl"], "wildcard_axes": ["hat"]}, "wildcard_axes.0", "unknown"),
+        ({"prompts": ["1girl"], "wildcard_axes": ["pose"]}, "wildcard_axes.0", "in no prompt"),
+        ({"prompts": ["__long__, __long__, __long__"]}, "prompts.0", "wildcards are resolved"),
+        ({"prompts": ["(a:[1.2.3:1.2:2])"]}, "prompts.0", "in its text up to step 2:"),
+        ({"prompts": ["1girl"], "prompt_replace": ["ink", "oil"]}, "prompt_replace", "neither"),
+    ],
+)
+def test_refusals_name_the_field(body: dict[str, Any], field: str, reason: str) -> None:
+    fields = fields_of({"quality_tags": False, **body})
+    assert field in fields, fields
+    assert reason in fields[field], fields[field]
+
+
+def test_each_step_of_a_schedule_is_held_to_the_chunk_limit() -> None:
+    long = ", ".join(["long hair", "blue eyes", "smile"] * 30)  # 4+ chunks on its own
+    roomy = Limits(**{**LIMITS.__dict__, "max_prompt_chars": 4_000})
+    body = {"prompts": [f"[{long}:solo:2]"], "quality_tags": False}
+    reason = fields_of(body, roomy)["prompts.0"]
+    assert "chunks of 75 tokens" in reason and "in its text up to step 2:" in reason
+    # Only in the first pass's first steps, and never in the hi-res pass: still refused.
+    body = {"prompts": [f"[{long}::0.1]"], "quality_tags": False, "hires": {"scale": 1.5}}
+    assert "prompts.0" in fields_of(body, roomy)
+
+
+def test_what_styles_and_wildcards_make_is_what_is_checked() -> None:
+    # The Prompt S/R term is only in the style's text, and in a wildcard's values.
+    ok = {"prompts": ["1girl"], "style": "ink", "prompt_replace": ["monochrome", "sepia"]}
+    check_limits(JobSpec.model_validate({**ok, "seeds": [1]}), LIMITS)
+    checked = check_job(
+        JobSpec.model_validate({"prompts": ["1girl, __pose__"], "seeds": [1, 2, 3]}), LIMITS
+    )
+    prompts = {c.prompt for c in expand(checked.grid, LIBRARY)}
+    assert prompts and all("__" not in p for p in prompts)
+    assert set(checked.chunks) >= prompts
+
+
+def test_the_schedule_work_a_job_may_ask_for_is_capped() -> None:
+    tight = Limits(**{**LIMITS.__dict__, "max_job_text_chars": 4_000, "max_prompt_chars": 4_000})
+    alternations = ", ".join(f"[a|b{'|c' * (i % 5)}]" for i in range(300))  # ~3,000 chars
+    body = {"prompts": [alternations], "quality_tags": False, "steps": 100}
+    assert "too many texts to schedule" in fields_of(body, tight)["prompts.0"]
+
+
+def test_combinatorial_wildcards_are_counted_as_axes() -> None:
+    spec = JobSpec.model_validate(
+        {"prompts": ["1girl, __pose__"], "seeds": [1, 2], "wildcard_axes": ["pose"]}
+    )
+    assert spec.axis_sizes(LIBRARY)["__pose__"] == 3
+    assert spec.cell_count(LIBRARY) == 6
+    with pytest.raises(ValueError, match="prompt library"):
+        spec.cell_count()
+    tight = Limits(**{**LIMITS.__dict__, "max_grid_cells": 5})
+    assert "6 cells" in fields_of({**spec.model_dump(exclude_none=True)}, tight)["prompts"]

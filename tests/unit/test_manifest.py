@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import uuid
+from importlib import metadata
 
 import boto3
 import numpy as np
@@ -38,6 +39,7 @@ SPEC = {
     "buckets": ["1:1", "13:19"],
     "seeds": [5, 6],
     "model": MODEL,
+    "style": "Anime",
 }
 
 
@@ -83,11 +85,21 @@ def test_sheets_manifest_and_gallery_from_two_workers(
     assert manifest["model"] == {"name": MODEL, "revision": "simulated:0.01"}
     assert manifest["spec"]["prompts"] == SPEC["prompts"]
     assert manifest["grid"]["seeds"] == [5, 6]
+    # What the style meant when the job was made, and each cell's style.
+    assert manifest["grid"]["styles"]["Anime"]["prompt"].startswith("{prompt}, anime artwork")
+    assert {c["style"] for c in manifest["cells"]} == {"Anime"}
+    assert ["style", "style"] in manifest["cell_fields"]  # the gallery's table lists it
+    # The environment the pixels came from.
+    environment = manifest["environment"]
+    assert set(environment) == {"farm", "python", "torch", "diffusers", "transformers", "device"}
+    assert environment["device"] == "cpu" and environment["farm"].startswith("farm ")
+    assert environment["diffusers"] == metadata.version("diffusers")
     assert len(manifest["cells"]) == 8
     pngs: dict[int, Image.Image] = {}
     for cell in manifest["cells"]:
         data = storage.get(cell["key"])
         assert cell["status"] == "done" and hashlib.sha256(data).hexdigest() == cell["sha256"]
+        assert cell["prompt"].endswith("studio anime, highly detailed")
         assert cell["key"] == f"{folder}/{cell['file']}"
         assert storage.exists(f"{folder}/{cell['thumb']}")
         pngs[cell["index"]] = Image.open(io.BytesIO(data))

@@ -12,7 +12,8 @@ from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import save_file
 
 from models.domain.model_sources import ModelSource, parse_model_source
-from worker.model_loading import load_pipeline, model_fingerprint
+from worker.model_loading import a1111_model_hash, load_pipeline, model_fingerprint
+from worker.renderer import DiffusersRenderer, RenderBatch, receipt_of
 from worker.tiny_sdxl import build_tiny_sdxl, ensure_tiny_sdxl
 
 pytestmark = [
@@ -67,6 +68,15 @@ def test_existing_relative_directory_is_a_folder(
 def test_parse_model_source_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(text.partition(":")[2] or text))):
         parse_model_source(text)
+
+
+SMALL: dict[str, Any] = {
+    "width": 64,
+    "height": 64,
+    "steps": 1,
+    "guidance_scale": 7.0,
+    "sampler": "euler_a",
+}
 
 
 def render(pipe: StableDiffusionXLPipeline) -> np.ndarray:
@@ -131,6 +141,15 @@ def test_single_file_checkpoint_round_trip(tmp_path: Path, reference_pixels: np.
     np.testing.assert_array_equal(render(loaded), reference_pixels)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert model_fingerprint(source) == f"single_file:tiny-sdxl.safetensors:{digest[:10]}"
+    # A1111's "Model hash" of the file: what the renderer writes into every infotext.
+    assert a1111_model_hash(source) == digest[:10]
+    renderer = DiffusersRenderer(loaded, model_name="tiny", model_hash=a1111_model_hash(source))
+    [image] = renderer.render(RenderBatch.of(prompts=["1girl"], seeds=[1], **SMALL))
+    receipt = receipt_of(image)
+    assert receipt is not None and (receipt.model_hash, receipt.rng) == (digest[:10], "CPU")
+    # Sources that are not one file on this machine have no such hash.
+    for other in ("tiny-sdxl", "org/name", "https://example.com/a.safetensors", str(tmp_path)):
+        assert a1111_model_hash(parse_model_source(other)) is None
 
 
 def test_fingerprints(tmp_path: Path) -> None:

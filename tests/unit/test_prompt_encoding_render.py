@@ -47,7 +47,6 @@ def render(renderer: DiffusersRenderer, *prompts: str, **changes: Any) -> list[n
     negatives = changes.pop("negative_prompts", [BATCH.negative_prompts[0]] * len(prompts))
     seeds = changes.pop("seeds", [BATCH.seeds[0]] * len(prompts))
     shared = {name: getattr(BATCH.first, name) for name in SHARED_FIELDS}
-    shared.pop("negative_prompt")
     batch = RenderBatch.of(
         prompts=list(prompts), negative_prompts=negatives, seeds=seeds, **{**shared, **changes}
     )
