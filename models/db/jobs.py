@@ -13,12 +13,16 @@ from sqlalchemy.orm import Session
 
 from models.db.cell_rows import COPY_COLUMNS, copy_lines, insert_rows
 from models.db.copy import copy_field, copy_rows
+from models.db.holds import VISIBLE
 from models.db.outbox import enqueue_job_completed
 from models.db.pagination import Page, keyset_page
+from models.db.retention import set_expiry
 from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.grid import expand, plan_shards, resolve
 from models.domain.spec import JobSpec
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus
+
+_WAITING_OR_RUNNING = (ShardStatus.QUEUED, ShardStatus.PAUSED, ShardStatus.RUNNING)
 
 
 class IdempotencyConflict(Exception):
@@ -27,8 +31,9 @@ class IdempotencyConflict(Exception):
 
 @dataclass(frozen=True)
 class NewJob:
-    spec: JobSpec
+    spec: JobSpec  # as the client sent it: stored, and what an Idempotency-Key compares
     idempotency_key: str | None = None
+    render_spec: JobSpec | None = None  # what is rendered, if not ``spec`` (a content policy)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def _create_job(
     if existing is not None:
         return CreatedJob(existing, [], created=False)
 
-    grid = resolve(request.spec, default_model=default_model)
+    grid = resolve(request.render_spec or request.spec, default_model=default_model)
     cells = expand(grid)
     shards = plan_shards(cells, batch_size=batch_size)
     priority = Priority(request.spec.priority)
@@ -182,10 +187,11 @@ def list_jobs(
 def list_items(
     session: Session, *, job_id: uuid.UUID, cursor: str | None, limit: int
 ) -> Page[Item]:
-    """A job's cells in index order; the cursor is the last index returned."""
+    """A job's cells in index order, but those held by screening (never listed until an
+    operator releases them); the cursor is the last index returned."""
     return keyset_page(
         session,
-        select(Item).where(Item.job_id == job_id),
+        select(Item).where(Item.job_id == job_id, VISIBLE),
         order=[Item.index],
         key=lambda item: (item.index,),
         cursor=cursor,
@@ -206,7 +212,7 @@ def cancel_job(session: Session, *, job: Job) -> bool:
     now = utcnow()
     session.execute(
         update(Shard)
-        .where(Shard.job_id == job.id, Shard.status.in_([ShardStatus.QUEUED, ShardStatus.RUNNING]))
+        .where(Shard.job_id == job.id, Shard.status.in_(_WAITING_OR_RUNNING))
         .values(status=ShardStatus.CANCELLED, updated_at=now)
     )
     cancelled = session.execute(
@@ -224,6 +230,7 @@ def cancel_job(session: Session, *, job: Job) -> bool:
             version=Job.version + 1,
         )
     )
+    set_expiry(session, job_id=job.id, finished_at=now)
     enqueue_job_completed(session, job_id=job.id)  # the webhook, in this transaction
     session.refresh(job)
     return True
@@ -257,7 +264,8 @@ def retry_failed(session: Session, *, job: Job) -> list[int]:
                 Shard.status.in_([ShardStatus.DONE, ShardStatus.FAILED]),
             )
             .values(
-                status=ShardStatus.QUEUED,
+                # A paused job's shards wait for its resume.
+                status=ShardStatus.PAUSED if job.paused_at else ShardStatus.QUEUED,
                 claimed_by=None,
                 lease_until=None,
                 available_at=None,
@@ -274,6 +282,7 @@ def retry_failed(session: Session, *, job: Job) -> list[int]:
             status=JobStatus.RUNNING,
             failed=Job.failed - len(rows),
             finished_at=None,
+            expires_at=None,
             error=None,
             version=Job.version + 1,
         )
