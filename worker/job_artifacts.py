@@ -9,7 +9,8 @@ else runs on this listener's own thread, so the writer keeps pace with the GPU:
   one prompt may land on different workers), when the prompt's cells are all in,
   and while it renders at most every ``sheet_interval_s`` (worker/sheets.py);
 - at job end, every sheet once more, then ``manifest.json`` and ``index.html``
-  (worker/job_end.py).
+  (worker/job_end.py); again when an operator releases a held image (which, held,
+  never got a thumbnail or a place on a sheet).
 
 Everything is a pure function of stored state, so any worker may (re)write it.
 """
@@ -17,6 +18,7 @@ Everything is a pure function of stored state, so any worker may (re)write it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
+from models.db.holds import claim_stale_artifacts
 from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name
@@ -93,17 +96,21 @@ class JobArtifacts:
         self._thumbs = ThumbnailCache()
         self._sheets = SheetSchedule(settings.sheet_interval_s)
         # Unbounded: the writer never waits here (it sheds images instead, below).
+        self._refreshed_at = time.monotonic()
         self._stage: Stage[_Landed | _Finished] = Stage(
             self._handle,
             name="job-artifacts",
             max_batch=MAX_BATCH,
-            wait_s=self._sheets.wait_s,
-            on_idle=self._compose_due,
+            wait_s=lambda: min(self._sheets.wait_s() or math.inf, settings.artifact_refresh_s),
+            on_idle=self._idle,
         )
 
     # -- ShardListener (writer thread): hand over, never block ---------------------
 
     def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None:
+        results = [r for r in results if not r.held]  # a held image is never shown
+        if not results:
+            return
         images = sum(r.image is not None for r in results)
         with self._lock:
             keep = self._queued_images + images <= self.max_queued_images
@@ -141,7 +148,21 @@ class JobArtifacts:
             landed = []
             self._guarded(partial(self._finished, event))
         self._landed_run(landed)
+        self._idle()
+
+    def _idle(self) -> None:
         self._guarded(self._compose_due)
+        if time.monotonic() - self._refreshed_at >= self.settings.artifact_refresh_s:
+            self._refreshed_at = time.monotonic()
+            self._guarded(self._refresh_released)
+
+    def _refresh_released(self) -> None:
+        """Redraw a job whose held image an operator released (any worker may take it)."""
+        with self.sessions.begin() as session:
+            stale = claim_stale_artifacts(session)
+        if stale is not None:
+            self._forget(stale[0])  # its layout and thumbnails are read afresh
+            self._finished(_Finished(*stale))
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
