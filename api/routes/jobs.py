@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -12,11 +13,13 @@ from api.deps import DbSession, Limit, State, owned_or_404
 from api.errors import ApiError
 from api.poll import load_polled_job
 from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
-from api.views import image_out, job_etag, job_out
+from api.views import image_out, job_etag, job_out, url_expiry_s
+from models.db.holds import analyses_of
 from models.db.jobs import cancel_job, get_job, list_items, list_jobs, retry_failed
 from models.db.tables import Job
 from models.domain.estimate import estimate_gpu_seconds
 from models.domain.grid import expand, resolve
+from models.domain.policy import with_forced_terms
 from models.domain.spec import FieldError, JobSpec, SpecError
 from models.domain.status import JobStatus
 from models.service.submit import JobRequest
@@ -69,15 +72,21 @@ def create_job(
 ) -> JobOut | DryRunOut:
     submitter = state.submitter
     if dry_run:  # checked, counted and priced; nothing is stored or published
-        chunks = submitter.check(spec)
-        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count())
-        cells = expand(resolve(spec, default_model=state.settings.model))
+        policy = submitter.policy(session, tenant)
+        chunks = submitter.check(spec, policy=policy)
+        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count(), policy=policy)
+        cells = expand(resolve(with_forced_terms(spec, policy), default_model=state.settings.model))
+        retention_s = submitter.retention_s(spec, policy)
         response.status_code = 200
         return DryRunOut(
             total=len(cells),
             estimated_gpu_seconds=estimate_gpu_seconds(cells, chunks),
             axes=spec.axis_sizes(),
             max_prompt_chunks=max(chunks.values(), default=1),
+            retention_s=retention_s,
+            expires_at_if_finished_now=None
+            if retention_s is None
+            else datetime.now(UTC) + timedelta(seconds=retention_s),
         )
     [created] = submitter.submit(
         session, tenant_id=tenant, requests=[JobRequest(spec, idempotency_key)]
@@ -148,9 +157,13 @@ def get_images(
     limit: Limit = 100,
 ) -> ImagePage:
     page = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
-    expires_s = state.settings.url_expiry_s
+    expires_s = url_expiry_s(job, state.settings.url_expiry_s)  # never past their expiry
+    found = analyses_of(session, job_id=job.id, indexes=[i.index for i in page.items])
     return ImagePage(
-        items=[image_out(i, state.storage, expires_s=expires_s) for i in page.items],
+        items=[
+            image_out(i, state.storage, expires_s=expires_s, analyses=found.get(i.index))
+            for i in page.items
+        ],
         next_cursor=page.next_cursor,
     )
 
@@ -158,6 +171,12 @@ def get_images(
 @router.post("/{job_id}/retry")
 def retry(job: TenantJob, state: State, session: DbSession) -> JobOut:
     """Re-run only the failed cells of a job; its done cells keep their images."""
+    if job.expired_at is not None:
+        raise ApiError(
+            409,
+            "the job's files expired: submit it again instead",
+            fields=[FieldError("expired_at", f"expired at {job.expired_at.isoformat()}")],
+        )
     shard_ids = retry_failed(session, job=job)
     if not shard_ids:
         session.rollback()
