@@ -26,6 +26,7 @@ from api.routes import (
     jobs,
     usage,
     web,
+    web_control,
     web_files,
     webhooks,
 )
@@ -94,5 +95,6 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(files.router)
     app.include_router(web.router)
     app.include_router(web_files.router)
+    app.include_router(web_control.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
