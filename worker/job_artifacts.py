@@ -96,7 +96,7 @@ class JobArtifacts:
         self._thumbs = ThumbnailCache()
         self._sheets = SheetSchedule(settings.sheet_interval_s)
         # Unbounded: the writer never waits here (it sheds images instead, below).
-        self._refreshed_at = time.monotonic()
+        self._refreshed_at = -math.inf  # the first idle moment looks at once
         self._stage: Stage[_Landed | _Finished] = Stage(
             self._handle,
             name="job-artifacts",

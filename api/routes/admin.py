@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Response
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel
 
 from api.auth import Operator
@@ -28,6 +30,7 @@ from models.service.retention import delete_tenant
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Operator])
 REVIEW_URL_S = 600  # an operator's look at a held image
+CellIndex = Annotated[int, FastApiPath(ge=0, le=2**31 - 1)]
 
 
 class TenantOut(BaseModel):
@@ -70,7 +73,9 @@ def _tenant_out(info: TenantInfo) -> TenantOut:
 
 
 def _tenant(session: DbSession, name: str) -> Tenant:
-    tenant = tenant_by_name(session, name=name)
+    # A name no tenant can have (too long, NUL: Postgres refuses it) is simply not there.
+    valid = 0 < len(name) <= 100 and "\x00" not in name
+    tenant = tenant_by_name(session, name=name) if valid else None
     if tenant is None:
         raise ApiError(404, f"no tenant {name!r}")
     return tenant
@@ -136,7 +141,7 @@ def _job(session: DbSession, job_id: str) -> Job:
 
 
 @router.post("/jobs/{job_id}/cells/{index}/release")
-def release_cell(job_id: str, index: int, session: DbSession, state: State) -> ImageOut:
+def release_cell(job_id: str, index: CellIndex, session: DbSession, state: State) -> ImageOut:
     """The image moves to its ordinary key: listed again, and back in the job's sheets,
     manifest and gallery once a worker redraws them (within FARM_ARTIFACT_REFRESH_S)."""
     job = _job(session, job_id)
@@ -153,7 +158,7 @@ def release_cell(job_id: str, index: int, session: DbSession, state: State) -> I
 
 
 @router.delete("/jobs/{job_id}/cells/{index}", status_code=204)
-def delete_cell(job_id: str, index: int, session: DbSession, state: State) -> Response:
+def delete_cell(job_id: str, index: CellIndex, session: DbSession, state: State) -> Response:
     """Delete a held image for good: the cell stays, without an image."""
     job = _job(session, job_id)
     try:

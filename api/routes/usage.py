@@ -50,8 +50,11 @@ class UsageOut(BaseModel):
     budget: Budget
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _utc(moment: datetime, field: str) -> datetime:
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # an offset that takes year 1 or 9999 out of range
+        raise SpecError([FieldError(field, "out of range once converted to UTC")]) from None
 
 
 def budget_of(session: Session, tenant_id: uuid.UUID, now: datetime) -> Budget:
@@ -83,8 +86,8 @@ def usage(
     """GPU seconds in ``[from, to)`` (default: this calendar month, UTC, until now);
     a time without a zone is UTC."""
     now = datetime.now(UTC)
-    end_at = now if end is None else _utc(end)
-    start_at = month_start(now) if start is None else _utc(start)
+    end_at = now if end is None else _utc(end, "to")
+    start_at = month_start(now) if start is None else _utc(start, "from")
     if start_at >= end_at:
         raise SpecError([FieldError("to", "must be later than from")])
     rows = usage_report(session, tenant_id=tenant, start=start_at, end=end_at, group_by=group_by)

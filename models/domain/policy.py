@@ -23,7 +23,7 @@ from typing import Annotated, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT, RATING_TAGS, rating_of
+from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT, RATING_TAGS
 from models.domain.axes import replace_variants
 from models.domain.prompt_syntax import PromptSyntaxError, parse_prompt_attention
 from models.domain.spec import FieldError, JobSpec, SpecError
@@ -155,6 +155,19 @@ def with_forced_terms(spec: JobSpec, policy: ContentPolicy) -> JobSpec:
 
 # -- 2. allowed ratings ----------------------------------------------------------------
 
+_MOST_EXPLICIT_FIRST: Final = ("explicit", "nsfw", "sensitive", "safe")
+_BRACKETS: Final = "()[]{}\\ \t\n"
+
+
+def rating_in(text: str) -> str | None:
+    """The most explicit rating tag an encoded text carries, however it is written:
+    weighted (``(nsfw:1.2)``), bracketed, escaped, with underscores or capitals."""
+    tags: set[str] = set()
+    for chunk, _weight in parse_prompt_attention(text):
+        for tag in chunk.replace("_", " ").split(","):
+            tags.add(" ".join(tag.strip(_BRACKETS).lower().split()))
+    return next((r for r in _MOST_EXPLICIT_FIRST if r in tags), None)
+
 
 def check_ratings(spec: JobSpec, policy: ContentPolicy, *, prefix: str = "") -> None:
     """SpecError naming each prompt whose encoded text (under any Prompt S/R value) carries
@@ -168,7 +181,7 @@ def check_ratings(spec: JobSpec, policy: ContentPolicy, *, prefix: str = "") -> 
     for i, entry in enumerate(spec.prompts):
         text = compose(entry, quality_tags=spec.quality_tags, position=spec.quality_tags_position)
         for k, variant in enumerate(replace_variants(text, replace)):
-            rating = rating_of(variant)
+            rating = rating_in(variant)
             if rating is None or rating in allowed:
                 continue
             field = f"prompts.{i}"
