@@ -9,8 +9,7 @@ else runs on this listener's own thread, so the writer keeps pace with the GPU:
   one prompt may land on different workers), when the prompt's cells are all in,
   and while it renders at most every ``sheet_interval_s`` (worker/sheets.py);
 - at job end, every sheet once more, then ``manifest.json`` and ``index.html``
-  (worker/job_end.py); again when an operator releases a held image (which, held,
-  never got a thumbnail or a place on a sheet).
+  (worker/job_end.py); again for a job whose held image an operator released.
 
 Everything is a pure function of stored state, so any worker may (re)write it.
 """
@@ -33,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
-from models.db.holds import claim_stale_artifacts
+from models.db.holds import artifacts_redrawn, claim_stale_artifacts
 from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name
@@ -159,10 +158,12 @@ class JobArtifacts:
     def _refresh_released(self) -> None:
         """Redraw a job whose held image an operator released (any worker may take it)."""
         with self.sessions.begin() as session:
-            stale = claim_stale_artifacts(session)
+            stale = claim_stale_artifacts(session)  # leased: back if this fails
         if stale is not None:
             self._forget(stale[0])  # its layout and thumbnails are read afresh
             self._finished(_Finished(*stale))
+            with self.sessions.begin() as session:
+                artifacts_redrawn(session, job_id=stale[0])
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:

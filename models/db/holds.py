@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from models.db.tables import Item, Job, utcnow
 HELD = "held"
 RELEASED = "released"
 DELETED = "deleted"
+STALE_LEASE_S = 120.0  # a worker redrawing a released image's job has this long
 # The cells a client sees: never held, or released.
 VISIBLE = or_(Item.hold.is_(None), Item.hold == RELEASED)
 
@@ -102,16 +104,30 @@ def _uncount(session: Session, job_id: uuid.UUID, *, stale: bool) -> None:
     session.flush()
 
 
-def claim_stale_artifacts(session: Session) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """A job whose sheets and gallery must be redrawn, taken by this caller: (job, tenant)."""
+def claim_stale_artifacts(
+    session: Session, *, lease_s: float = STALE_LEASE_S
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """A job whose sheets and gallery must be redrawn, leased to this caller: (job,
+    tenant). If the caller fails, it is due again when the lease ends."""
+    now = utcnow()
     found = session.execute(
         select(Job.id, Job.tenant_id)
-        .where(Job.artifacts_stale_at.is_not(None))
+        .where(Job.artifacts_stale_at <= now)
         .order_by(Job.artifacts_stale_at)
         .limit(1)
         .with_for_update(skip_locked=True)
     ).first()
     if found is None:
         return None
-    session.execute(update(Job).where(Job.id == found.id).values(artifacts_stale_at=None))
+    lease = now + timedelta(seconds=lease_s)
+    session.execute(update(Job).where(Job.id == found.id).values(artifacts_stale_at=lease))
     return found.id, found.tenant_id
+
+
+def artifacts_redrawn(session: Session, *, job_id: uuid.UUID) -> None:
+    """Done, unless another release came meanwhile (it set the time back to now)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.artifacts_stale_at > utcnow())
+        .values(artifacts_stale_at=None)
+    )
