@@ -54,10 +54,14 @@ def mark_expired(session: Session, *, job_id: uuid.UUID, now: datetime) -> int:
         .where(Item.job_id == job_id, Item.status == CellStatus.DONE)
         .values(status=CellStatus.EXPIRED)
     ).rowcount  # type: ignore[attr-defined]
+    # A held image expires with the rest: no operator can release it any more.
+    session.execute(
+        update(Item).where(Item.job_id == job_id, Item.hold == "held").values(hold="deleted")
+    )
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(expired_at=now, removed_objects=0, version=Job.version + 1)
+        .values(expired_at=now, removed_objects=0, held=0, version=Job.version + 1)
     )
     return int(expired)
 
