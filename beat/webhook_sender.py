@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from models.db.tables import utcnow
 from models.domain.webhook_signing import signature_headers
 from models.infra.encryption import SecretBox
 from models.infra.settings import Settings
-from models.service.webhook_keys import signing_secrets
+from models.service.webhook_keys import SecretsUnreadable, signing_secrets
 
 __all__ = ["Deliverer", "HttpResult", "backoff_s", "classify"]
 
@@ -119,10 +120,7 @@ class Deliverer:
         at = now or self.clock()
         with self.sessions.begin() as session:
             claimed = claim_due(session, now=at, limit=free, lease_s=self.lease_s)
-            secrets = {
-                tenant: signing_secrets(session, box=self.box, tenant_id=tenant, now=utcnow())
-                for tenant in {c.tenant_id for c in claimed}
-            }
+            secrets = {t: self._secrets(session, t) for t in {c.tenant_id for c in claimed}}
         started = [
             self.executor.submit(self._deliver, c, secrets[c.tenant_id], now) for c in claimed
         ]
@@ -151,13 +149,26 @@ class Deliverer:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
 
-    def _deliver(self, delivery: ClaimedDelivery, secrets: list[str], now: datetime | None) -> None:
+    def _secrets(self, session: Session, tenant: uuid.UUID) -> list[str] | str:
+        """The tenant's signing secrets, or why there are none: one tenant's secret that
+        the configured keys cannot decrypt holds up its own deliveries, not the others'."""
+        try:
+            return signing_secrets(session, box=self.box, tenant_id=tenant, now=utcnow())
+        except SecretsUnreadable as exc:
+            log.error("%s", exc)
+            return f"not signed: {exc}"
+
+    def _deliver(
+        self, delivery: ClaimedDelivery, secrets: list[str] | str, now: datetime | None
+    ) -> None:
         try:
             self._attempt(delivery, secrets, now)
         except Exception:  # never lose the thread; the lease brings the row back
             log.exception("webhook delivery %s failed unexpectedly", delivery.id)
 
-    def _attempt(self, delivery: ClaimedDelivery, secrets: list[str], now: datetime | None) -> None:
+    def _attempt(
+        self, delivery: ClaimedDelivery, secrets: list[str] | str, now: datetime | None
+    ) -> None:
         body = render_body(
             event_id=delivery.event_id,
             event=delivery.event,
@@ -171,18 +182,25 @@ class Deliverer:
             "Farm-Event": delivery.event,
             "Farm-Event-Id": str(delivery.event_id),
             "Farm-Delivery-Attempt": str(delivery.attempt),
-            **signature_headers(
-                secrets, msg_id=str(delivery.event_id), timestamp=int(time.time()), body=body
-            ),
         }
+        if not isinstance(secrets, str):
+            stamp = int(time.time())
+            signed = signature_headers(
+                secrets, msg_id=str(delivery.event_id), timestamp=stamp, body=body
+            )
+            headers.update(signed)
         started_at = now or self.clock()
         t0 = time.perf_counter()
-        result = post(
-            delivery.url,
-            body,
-            headers,
-            timeout_s=self.settings.webhook_timeout_s,
-            allow_private=self.settings.webhook_allow_private,
+        result = (
+            HttpResult(None, secrets)  # never sent unsigned: retried, like a network error
+            if isinstance(secrets, str)
+            else post(
+                delivery.url,
+                body,
+                headers,
+                timeout_s=self.settings.webhook_timeout_s,
+                allow_private=self.settings.webhook_allow_private,
+            )
         )
         duration_ms = int((time.perf_counter() - t0) * 1000)
         record = classify(

@@ -210,3 +210,33 @@ def test_a_job_reports_its_progress(settings: Settings, sessions: sessionmaker[S
     )
     assert refused.status_code == 422
     assert refused.json()["detail"][0]["field"] == "webhook_progress"
+
+
+def test_a_secret_no_key_can_read_holds_up_only_its_own_deliveries(
+    settings: Settings, sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
+    """A tenant whose secret was encrypted with a key this process lacks: its delivery is
+    never sent unsigned (it is retried, and says why); the others go out."""
+    foreign = SecretBox.from_settings(settings.model_copy(update={"encryption_keys": new_key()}))
+    with tenant_app(settings, sessions) as stranger, tenant_app(settings, sessions) as tenant:
+        with sessions.begin() as session:
+            session.add(WebhookSecret(tenant_id=stranger.id, ciphertext=foreign.encrypt("whsec_x")))
+        theirs = stranger.submit(webhook_url=receiver.url("/theirs"))
+        ours = tenant.submit(webhook_url=receiver.url("/ours"))
+        for job, owner in ((theirs, stranger), (ours, tenant)):
+            owner.client.post(f"/v1/jobs/{job['id']}/cancel", headers=owner.auth)
+        sender = Deliverer(tenant.settings, sessions)
+        try:
+            sender.deliver_due()
+        finally:
+            sender.close()
+        log = stranger.client.get(f"/v1/jobs/{theirs['id']}/webhooks", headers=stranger.auth)
+        [delivery] = log.json()["items"]
+        with sessions.begin() as session:
+            for owner in (stranger, tenant):
+                session.execute(
+                    delete(WebhookDelivery).where(WebhookDelivery.tenant_id == owner.id)
+                )
+    assert len(receiver.on("/ours")) == 1 and receiver.on("/theirs") == []
+    assert delivery["status"] == "pending" and "not signed" in delivery["last_error"]
+    assert [a["outcome"] for a in delivery["attempt_log"]] == ["retry"]
