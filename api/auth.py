@@ -11,6 +11,7 @@ working for at most ``FARM_API_KEY_CACHE_S`` in each API process.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from typing import Annotated, Final
 
@@ -93,6 +94,20 @@ def web_tenant(tenant: Annotated[uuid.UUID | None, Depends(web_viewer)]) -> uuid
     return tenant
 
 
+def operator(credentials: Credentials, state: State) -> None:
+    """``/v1/admin``: one of the operator's keys (``FARM_ADMIN_KEYS``), never a tenant's.
+    With none configured the admin API does not exist (404)."""
+    keys = [k.strip() for k in state.settings.admin_keys.split(",") if k.strip()]
+    if not keys:
+        raise ApiError(404, "the admin API is off: set FARM_ADMIN_KEYS to enable it")
+    if credentials is None or not credentials.credentials.strip():
+        raise missing_key()
+    given = credentials.credentials.strip().encode()
+    if not any(hmac.compare_digest(given, k.encode()) for k in keys):
+        raise ApiError(403, "this key is not an operator key (FARM_ADMIN_KEYS)")
+
+
 TenantId = Annotated[uuid.UUID, Depends(api_tenant)]
+Operator = Depends(operator)
 Viewer = Annotated[uuid.UUID | None, Depends(web_viewer)]
 SignedIn = Annotated[uuid.UUID, Depends(web_tenant)]

@@ -160,6 +160,9 @@ class WebhookSecretOut(BaseModel):
     secret: str
     created_at: datetime
     header: str  # how deliveries are signed
+    headers: list[str]  # every signature header a delivery carries
+    # After a rotation: the previous secret still signs every delivery until then.
+    previous_valid_until: datetime | None = None
 
 
 class AttemptOut(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.errors import ApiError
 from api.key_cache import KeyCache
 from api.limits import RateLimiter
+from models.infra.encryption import SecretBox
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.infra.storage import Storage
@@ -33,6 +35,11 @@ class AppState:
     limiter: RateLimiter
     key_cache: KeyCache
     submitter: Submitter
+
+    @cached_property
+    def secret_box(self) -> SecretBox:
+        """Encrypts webhook secrets at rest; built on first use (it may read a key file)."""
+        return SecretBox.from_settings(self.settings)
 
 
 def get_state(request: Request) -> AppState:

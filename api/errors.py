@@ -18,6 +18,7 @@ from models.service.submit import QuotaExceeded
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",

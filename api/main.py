@@ -17,7 +17,20 @@ from api.fast_poll import PollFastPath, PollFrontDoor
 from api.key_cache import KeyCache
 from api.limits import BodySizeLimit, RateLimiter
 from api.metrics import install_metrics
-from api.routes import campaigns, files, health, jobs, prompts, web, web_files, webhooks
+from api.routes import (
+    admin,
+    campaigns,
+    files,
+    health,
+    job_control,
+    jobs,
+    prompts,
+    usage,
+    web,
+    web_control,
+    web_files,
+    webhooks,
+)
 from models.db.session import make_engine, make_session_factory
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
@@ -75,11 +88,15 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     install_metrics(app, sessions=app.state.farm.sessions, models=settings.models)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(job_control.router)
+    app.include_router(usage.router)
+    app.include_router(admin.router)
     app.include_router(campaigns.router)
     app.include_router(prompts.router)
     app.include_router(webhooks.router)
     app.include_router(files.router)
     app.include_router(web.router)
     app.include_router(web_files.router)
+    app.include_router(web_control.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

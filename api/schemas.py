@@ -30,6 +30,15 @@ class JobOut(BaseModel):
     model: str
     priority: Priority
     links: dict[str, str]
+    paused: bool  # no new shard starts until it is resumed (shards in flight finish)
+    paused_at: datetime | None
+    held: int  # images screening holds (not listed until an operator releases them)
+    gpu_seconds: float  # what its recorded cells cost, from the GPU-second ledger
+    max_gpu_seconds: float | None  # the job stops (partial) once it has spent this
+    retention_s: int | None  # its files are kept this long after it finishes; null: forever
+    expires_at: datetime | None  # when they go (set when the job finishes)
+    expired_at: datetime | None  # when they went: done cells are then ``expired``
+    removed_objects: int | None  # objects deleted from storage when it expired
 
 
 class DryRunExample(BaseModel):
@@ -52,6 +61,8 @@ class DryRunOut(BaseModel):
     axes: dict[str, int]  # values per axis, outermost first
     max_prompt_chunks: int  # the longest encoded text, in 75-token chunks
     examples: list[DryRunExample] = []  # the first cells with distinct texts (at most 10)
+    retention_s: int | None  # files kept this long once the job finishes; null: forever
+    expires_at_if_finished_now: datetime | None
 
 
 class JobPage(BaseModel):
@@ -62,6 +73,11 @@ class JobPage(BaseModel):
 class BulkJobsOut(BaseModel):
     ids: list[uuid.UUID]
     jobs: list[JobOut]
+
+
+class AnalysisOut(BaseModel):
+    label: str
+    score: float
 
 
 @pydantic_dataclass(kw_only=True)
@@ -75,6 +91,10 @@ class ImageOut(Cell):
     sha256: str | None
     rating: str | None  # the card's rating tag the prompt carries
     error: str | None
+    render_ms: int | None = None  # its GPU time: its share of its shard's pipeline call
+    device: str | None = None  # the device that rendered it
+    analysis: dict[str, AnalysisOut] | None = None  # each image analyzer's result
+    released: bool = False  # screening held it, and an operator released it
 
 
 class ImagePage(BaseModel):

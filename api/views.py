@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.schemas import DryRunExample, ImageOut, JobOut
+from api.schemas import AnalysisOut, DryRunExample, ImageOut, JobOut
 from models.db.cell_rows import item_cell
 from models.db.poll import PolledJob
 from models.db.tables import Item, Job
 from models.domain.cells import Cell, cell_values
-from models.domain.status import JobStatus, Priority
+from models.domain.policy import url_lifetime_s
+from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority
 from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage
 
 
@@ -44,10 +45,21 @@ def job_out(row: PolledJob | Job) -> JobOut:
         labels=job.labels,
         model=job.model,
         priority=Priority(job.priority),
+        paused=job.paused_at is not None and JobStatus(job.status) not in TERMINAL_JOB_STATUSES,
+        paused_at=job.paused_at,
+        held=job.held,
+        gpu_seconds=round(job.render_ms_total / 1000, 3),
+        max_gpu_seconds=None if job.max_gpu_ms is None else job.max_gpu_ms / 1000,
+        retention_s=job.retention_s,
+        expires_at=job.expires_at,
+        expired_at=job.expired_at,
+        removed_objects=job.removed_objects,
         links={
             "self": base,
             "images": f"{base}/images",
             "cancel": f"{base}/cancel",
+            "pause": f"{base}/pause",
+            "resume": f"{base}/resume",
             # The web page, and the job folder's files (written by the worker as cells land).
             "page": f"/web/jobs/{job.id}",
             "contact_sheets": f"/web/jobs/{job.id}/sheets",
@@ -85,14 +97,39 @@ def job_etag(job: PolledJob) -> str:
     return f'W/"{job.id.hex}-{job.version}"'
 
 
-def image_out(item: Item, storage: Storage, *, expires_s: int) -> ImageOut:
-    """A cell's public view: its fields (``models.domain.cells``), then its outcome."""
+def url_expiry_s(job: Job, settings_expiry_s: int) -> int | None:
+    """How long the job's presigned URLs live: never past its files' expiry (None: none)."""
+    return url_lifetime_s(
+        url_expiry_s=settings_expiry_s,
+        now=datetime.now(UTC),
+        expires_at=job.expires_at,
+        expired_at=job.expired_at,
+        retention_s=job.retention_s,
+    )
+
+
+def image_out(
+    item: Item,
+    storage: Storage,
+    *,
+    expires_s: int | None,
+    analyses: dict[str, tuple[str, float]] | None = None,
+) -> ImageOut:
+    """A cell's public view: its fields (``models.domain.cells``), then its outcome. No
+    URL once its image expired (or when ``expires_s`` is None)."""
+    live = item.key and item.status == CellStatus.DONE and expires_s
     return ImageOut(
         **cell_values(item_cell(item)),
         status=item.status,
         key=item.key,
-        url=storage.url(item.key, expires_s=expires_s) if item.key else None,
+        url=storage.url(item.key, expires_s=expires_s) if live and item.key and expires_s else None,
         sha256=item.sha256,
         rating=item.rating,
         error=item.error,
+        render_ms=item.render_ms,
+        device=item.device,
+        analysis={k: AnalysisOut(label=v[0], score=v[1]) for k, v in analyses.items()}
+        if analyses
+        else None,
+        released=item.hold == "released",
     )

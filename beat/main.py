@@ -1,7 +1,9 @@
-"""``farm beat``: the campaign scheduler and the webhook sender, on threads of one process.
+"""``farm beat``: the campaign scheduler, the webhook sender and the retention sweep, on
+threads of one process.
 
-Run as many as you like: both share their work through Postgres (beat/scheduler.py,
-beat/webhook_sender.py). In embedded mode ``farm api`` runs the same threads.
+Run as many as you like: they share their work through Postgres (beat/scheduler.py,
+beat/webhook_sender.py, beat/retention.py). In embedded mode ``farm api`` runs the same
+threads.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from beat.retention import RetentionLoop
 from beat.scheduler import Beat
 from beat.webhook_sender import Deliverer
 from models.db.session import make_engine, make_session_factory
 from models.infra.queue import CeleryPublisher, Publisher, make_celery
 from models.infra.settings import Settings
+from models.infra.storage import make_storage
 
 log = logging.getLogger("beat.main")
 
 
 class BeatThreads:
-    """The scheduler and the webhook sender on daemon threads (embedded mode, ``farm beat``)."""
+    """The scheduler, the webhook sender and the retention sweep on daemon threads
+    (embedded mode, ``farm beat``)."""
 
     def __init__(
         self, settings: Settings, sessions: sessionmaker[Session], publisher: Publisher
@@ -32,7 +37,11 @@ class BeatThreads:
         self.stop_event = threading.Event()
         self.deliverer = Deliverer(settings, sessions)
         beat = Beat(settings, sessions, publisher)
+        retention = RetentionLoop(settings, sessions, make_storage(settings))
         self._threads = [
+            threading.Thread(
+                target=retention.run, args=(self.stop_event,), name="retention", daemon=True
+            ),
             threading.Thread(target=beat.run, args=(self.stop_event,), name="beat", daemon=True),
             threading.Thread(
                 target=self.deliverer.run,

@@ -2,10 +2,9 @@
 
 Several deliveries are in flight at once (``FARM_WEBHOOK_CONCURRENCY``) and a
 slot is refilled as soon as one finishes, so a receiver that hangs until its
-timeout holds one slot, never the others. Each attempt connects only to the
-addresses its host resolves to *at that moment*, after checking them
-(``models.domain.webhook_urls.resolve_public``): DNS rebinding cannot reach inside.
-Redirects are not followed. 2xx is success; a timeout, a connection error,
+timeout holds one slot, never the others. Each attempt is one POST to a checked
+address (beat/webhook_http.py), signed with the tenant's secrets in both formats
+(models/domain/webhook_signing.py). 2xx is success; a timeout, a connection error,
 408, 429 and 5xx are retried with exponential backoff and jitter until
 ``FARM_WEBHOOK_MAX_AGE_S`` after the event; anything else is given up at once.
 """
@@ -16,14 +15,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpcore
 from sqlalchemy.orm import Session, sessionmaker
 
+from beat.webhook_http import HttpResult, post
 from models.db.outbox import (
     AttemptOutcome,
     AttemptRecord,
@@ -33,114 +32,17 @@ from models.db.outbox import (
     render_body,
 )
 from models.db.tables import utcnow
-from models.domain.webhook_signing import SIGNATURE_HEADER, sign
-from models.domain.webhook_urls import UnsafeAddress, resolve_public
+from models.domain.webhook_signing import signature_headers
+from models.infra.encryption import SecretBox
 from models.infra.settings import Settings
+from models.service.webhook_keys import SecretsUnreadable, signing_secrets
+
+__all__ = ["Deliverer", "HttpResult", "backoff_s", "classify"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "animagine-farm-webhooks/1"
-SNIPPET_BYTES = 300  # of a refusing receiver's body, kept with the attempt
 RETRYABLE_CODES = frozenset({408, 429})
-
-
-class GuardedBackend(httpcore.NetworkBackend):
-    """Resolves, checks every address, then connects to exactly those addresses."""
-
-    def __init__(self, *, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            addresses = resolve_public(host, port, allow_private=self.allow_private)
-        except UnsafeAddress:
-            raise
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        error: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("webhooks are never sent to a unix socket")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class HttpResult:
-    status_code: int | None
-    error: str | None
-    retry_after_s: float | None = None
-    permanent: bool = False  # refused before sending: retrying cannot help
-
-
-def post(
-    url: str, body: bytes, headers: dict[str, str], *, timeout_s: float, allow_private: bool
-) -> HttpResult:
-    """One POST on a fresh connection; never raises for anything the network does."""
-    timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
-    backend = GuardedBackend(allow_private=allow_private)
-    try:
-        with (
-            httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool,
-            pool.stream(
-                "POST",
-                url,
-                headers=list(headers.items()),
-                content=body,
-                extensions={"timeout": timeouts},
-            ) as response,
-        ):
-            code = response.status
-            if 200 <= code < 300:
-                return HttpResult(code, None)
-            snippet = b""
-            for chunk in response.iter_stream():
-                snippet += chunk
-                if len(snippet) >= SNIPPET_BYTES:
-                    break
-            text = snippet[:SNIPPET_BYTES].decode("utf-8", "replace").strip()
-            return HttpResult(
-                code,
-                f"HTTP {code}: {text}" if text else f"HTTP {code}",
-                _retry_after(response.headers),
-            )
-    except UnsafeAddress as exc:
-        return HttpResult(None, f"refused: {exc}", permanent=True)
-    except httpcore.UnsupportedProtocol as exc:
-        return HttpResult(None, f"refused: {exc}", permanent=True)
-    except httpcore.TimeoutException as exc:
-        return HttpResult(None, f"timeout after {timeout_s:g} s ({type(exc).__name__})")
-    except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-        return HttpResult(None, f"{type(exc).__name__}: {exc}")
-
-
-def _retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
-    for name, value in headers:
-        if name.lower() == b"retry-after" and value.strip().isdigit():
-            return float(value.strip())
-    return None
 
 
 def backoff_s(attempt: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -207,6 +109,7 @@ class Deliverer:
         self.inflight: set[Future[None]] = set()
         # An attempt can spend a timeout on connect, write and read each; DNS on top.
         self.lease_s = settings.webhook_timeout_s * 3 + 30
+        self.box = SecretBox.from_settings(settings)
 
     def fill(self, now: datetime | None = None) -> list[Future[None]]:
         """Claim as many due deliveries as there are free slots and start them."""
@@ -217,7 +120,10 @@ class Deliverer:
         at = now or self.clock()
         with self.sessions.begin() as session:
             claimed = claim_due(session, now=at, limit=free, lease_s=self.lease_s)
-        started = [self.executor.submit(self._deliver, c, now) for c in claimed]
+            secrets = {t: self._secrets(session, t) for t in {c.tenant_id for c in claimed}}
+        started = [
+            self.executor.submit(self._deliver, c, secrets[c.tenant_id], now) for c in claimed
+        ]
         self.inflight.update(started)
         return started
 
@@ -243,13 +149,26 @@ class Deliverer:
     def close(self) -> None:
         self.executor.shutdown(wait=True)
 
-    def _deliver(self, delivery: ClaimedDelivery, now: datetime | None) -> None:
+    def _secrets(self, session: Session, tenant: uuid.UUID) -> list[str] | str:
+        """The tenant's signing secrets, or why there are none: one tenant's secret that
+        the configured keys cannot decrypt holds up its own deliveries, not the others'."""
         try:
-            self._attempt(delivery, now)
+            return signing_secrets(session, box=self.box, tenant_id=tenant, now=utcnow())
+        except SecretsUnreadable as exc:
+            log.error("%s", exc)
+            return f"not signed: {exc}"
+
+    def _deliver(
+        self, delivery: ClaimedDelivery, secrets: list[str] | str, now: datetime | None
+    ) -> None:
+        try:
+            self._attempt(delivery, secrets, now)
         except Exception:  # never lose the thread; the lease brings the row back
             log.exception("webhook delivery %s failed unexpectedly", delivery.id)
 
-    def _attempt(self, delivery: ClaimedDelivery, now: datetime | None) -> None:
+    def _attempt(
+        self, delivery: ClaimedDelivery, secrets: list[str] | str, now: datetime | None
+    ) -> None:
         body = render_body(
             event_id=delivery.event_id,
             event=delivery.event,
@@ -263,16 +182,25 @@ class Deliverer:
             "Farm-Event": delivery.event,
             "Farm-Event-Id": str(delivery.event_id),
             "Farm-Delivery-Attempt": str(delivery.attempt),
-            SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), body),
         }
+        if not isinstance(secrets, str):
+            stamp = int(time.time())
+            signed = signature_headers(
+                secrets, msg_id=str(delivery.event_id), timestamp=stamp, body=body
+            )
+            headers.update(signed)
         started_at = now or self.clock()
         t0 = time.perf_counter()
-        result = post(
-            delivery.url,
-            body,
-            headers,
-            timeout_s=self.settings.webhook_timeout_s,
-            allow_private=self.settings.webhook_allow_private,
+        result = (
+            HttpResult(None, secrets)  # never sent unsigned: retried, like a network error
+            if isinstance(secrets, str)
+            else post(
+                delivery.url,
+                body,
+                headers,
+                timeout_s=self.settings.webhook_timeout_s,
+                allow_private=self.settings.webhook_allow_private,
+            )
         )
         duration_ms = int((time.perf_counter() - t0) * 1000)
         record = classify(

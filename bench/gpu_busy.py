@@ -35,7 +35,7 @@ from models.db.tables import Job
 from models.domain.spec import JobSpec
 from models.infra.settings import Settings
 from models.infra.storage import Storage
-from worker import shard_runner
+from worker import shard_writer
 from worker.png import encode_png
 from worker.renderer import RenderBatch, Renderer, StopCheck
 from worker.runtime import build_runner, close_runner
@@ -143,10 +143,10 @@ def run_once(base: Settings, *, seconds: float, images: int, serial: bool) -> di
     renderer = CountingRenderer(runner.renderer_for(MODEL), seconds, clock)
     runner.renderer_for = lambda _name, _tier="standard": renderer
     storage = TimedStorage(runner.storage, clock)
-    runner.storage = storage
+    runner.storage = runner.writer.storage = storage
     runner.output.submit = clock.wrap("wait_for_writer", runner.output.submit)  # type: ignore[method-assign]
     # Instrumentation only: time the writer's PNG encoding where the writer looks it up.
-    vars(shard_runner)["encode_png"] = clock.wrap("encode", encode_png)
+    vars(shard_writer)["encode_png"] = clock.wrap("encode", encode_png)
     try:
         started = time.perf_counter()
         while True:
@@ -161,7 +161,7 @@ def run_once(base: Settings, *, seconds: float, images: int, serial: bool) -> di
         runner.drain()
         finished = time.perf_counter()
     finally:
-        vars(shard_runner)["encode_png"] = encode_png
+        vars(shard_writer)["encode_png"] = encode_png
         close_runner(runner)
     with runner.sessions() as session:
         job = session.get(Job, job_id)

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from farm.cli_control import register as register_control
 from farm.cli_keys import keys_app
+from farm.cli_tenants import tenants_app
 from farm.client import FarmApiError, FarmClient
 from farm.progress import JobProgress
 from farm.specfile import load_specs
@@ -20,6 +22,7 @@ from models.infra.settings import get_settings
 
 app = typer.Typer(help="Animagine render farm.", no_args_is_help=True, add_completion=False)
 app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
 console = Console()
 err = Console(stderr=True)
 
@@ -205,16 +208,25 @@ def status(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
         "id",
         "name",
         "status",
+        "paused",
+        "priority",
         "total",
         "done",
         "failed",
         "cancelled",
+        "held",
         "progress",
         "eta_seconds",
+        "gpu_seconds",
+        "max_gpu_seconds",
         "model",
         "created_at",
         "started_at",
         "finished_at",
+        "retention_s",
+        "expires_at",
+        "expired_at",
+        "removed_objects",
         "error",
     ):
         table.add_row(key, "" if job.get(key) is None else str(job[key]))
@@ -244,6 +256,9 @@ def jobs(
             j.get("name") or "", j["status"], f"{j['done']}/{j['total']}", created, j["id"]
         )
     console.print(table)
+
+
+register_control(app, _client)  # pause, resume, priority, delete, usage
 
 
 @app.command()

@@ -58,3 +58,11 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="Key or key prefix.")
         err.print(f"no active key starts with {prefix!r}")
         raise typer.Exit(EXIT_NOT_FOUND)
     console.print(f"revoked {count} key(s)")
+
+
+@keys_app.command("encryption-key")
+def keys_encryption_key() -> None:
+    """Print a new key for FARM_ENCRYPTION_KEYS (put it first; keep the old ones after it)."""
+    from models.infra.encryption import new_key
+
+    print(new_key())

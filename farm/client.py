@@ -127,6 +127,37 @@ class FarmClient:
         result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
+    def pause(self, job_id: str) -> dict[str, Any]:
+        """No new shard starts; shards in flight finish."""
+        result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/pause")
+        return result
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/v1/jobs/{job_id}/resume")
+        return result
+
+    def set_priority(self, job_id: str, priority: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "PATCH", f"/v1/jobs/{job_id}", json={"priority": priority}
+        )
+        return result
+
+    def delete(self, job_id: str) -> None:
+        """A finished job, its cells and (by the next sweep) its stored files."""
+        response = self._http.delete(f"/v1/jobs/{job_id}")
+        if response.status_code >= 400:
+            self._raise(response)
+
+    def usage(
+        self, *, start: str | None = None, end: str | None = None, group_by: str = "day"
+    ) -> dict[str, Any]:
+        """GPU seconds from the ledger (``GET /v1/usage``)."""
+        params = {"group_by": group_by, "from": start, "to": end}
+        result: dict[str, Any] = self._request(
+            "GET", "/v1/usage", params={k: v for k, v in params.items() if v is not None}
+        )
+        return result
+
     def wait(
         self,
         job_id: str,

@@ -61,6 +61,14 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny screening classifier saved like a Hub model (tests/tiny_classifier.py)."""
+    from tests.tiny_classifier import build_tiny_classifier
+
+    return build_tiny_classifier(tmp_path_factory.mktemp("classifier") / "tiny-nsfw")
+
+
 @pytest.fixture
 def settings(pg_url: str, s3: S3Server, tmp_path: Path) -> Settings:
     return Settings(

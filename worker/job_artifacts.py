@@ -9,7 +9,7 @@ else runs on this listener's own thread, so the writer keeps pace with the GPU:
   one prompt may land on different workers), when the prompt's cells are all in,
   and while it renders at most every ``sheet_interval_s`` (worker/sheets.py);
 - at job end, every sheet once more, then ``manifest.json`` and ``index.html``
-  (worker/job_end.py).
+  (worker/job_end.py); again for a job whose held image an operator released.
 
 Everything is a pure function of stored state, so any worker may (re)write it.
 """
@@ -17,23 +17,24 @@ Everything is a pure function of stored state, so any worker may (re)write it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 
-from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
+from models.db.holds import artifacts_redrawn, claim_stale_artifacts
 from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name
+from worker.artifact_events import ArtifactCounters, Finished, Landed
 from worker.environment import worker_environment
 from worker.job_end import job_manifest, model_revision_of, write_job_files
 from worker.job_layout import JobLayout, load_layout
@@ -45,30 +46,6 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # landed shards taken together when this thread falls behind
 MAX_LAYOUTS = 64  # jobs this worker keeps current at once; the oldest is forgotten
-
-
-@dataclass(frozen=True)
-class _Landed:
-    job_id: uuid.UUID
-    tenant_id: uuid.UUID
-    cells: list[tuple[int, str, Image.Image | None]]  # index, image key, image (if kept)
-    held: int  # images this event keeps in memory
-
-
-@dataclass(frozen=True)
-class _Finished:
-    job_id: uuid.UUID
-    tenant_id: uuid.UUID
-
-
-@dataclass
-class _Counters:
-    thumbs: int = 0
-    sheets: int = 0
-    jobs_finished: int = 0
-    stripped_images: int = 0  # cells whose thumbnail had to come from the stored PNG
-    landed_batches: int = 0  # times landed shards were handled (several at once when behind)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class JobArtifacts:
@@ -87,24 +64,28 @@ class JobArtifacts:
         self.model_revision = model_revision or model_revision_of(settings)
         self.max_rows = settings.sheet_max_rows
         self.max_queued_images = max_queued_images
-        self.counters = _Counters()
+        self.counters = ArtifactCounters()
         self._queued_images = 0
         self._lock = threading.Lock()
         self._layouts: OrderedDict[uuid.UUID, JobLayout] = OrderedDict()
         self._thumbs = ThumbnailCache()
         self._sheets = SheetSchedule(settings.sheet_interval_s)
         # Unbounded: the writer never waits here (it sheds images instead, below).
-        self._stage: Stage[_Landed | _Finished] = Stage(
+        self._refreshed_at = -math.inf  # the first idle moment looks at once
+        self._stage: Stage[Landed | Finished] = Stage(
             self._handle,
             name="job-artifacts",
             max_batch=MAX_BATCH,
-            wait_s=self._sheets.wait_s,
-            on_idle=self._compose_due,
+            wait_s=lambda: min(self._sheets.wait_s() or math.inf, settings.artifact_refresh_s),
+            on_idle=self._idle,
         )
 
     # -- ShardListener (writer thread): hand over, never block ---------------------
 
     def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None:
+        results = [r for r in results if not r.held]  # a held image is never shown
+        if not results:
+            return
         images = sum(r.image is not None for r in results)
         with self._lock:
             keep = self._queued_images + images <= self.max_queued_images
@@ -113,10 +94,10 @@ class JobArtifacts:
             else:  # far behind: let the thumbnail come from the stored PNG instead
                 self.counters.stripped_images += images
         cells = [(r.index, r.key, r.image if keep else None) for r in results]
-        self._stage.submit(_Landed(shard.job_id, shard.tenant_id, cells, images if keep else 0))
+        self._stage.submit(Landed(shard.job_id, shard.tenant_id, cells, images if keep else 0))
 
     def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None:
-        self._stage.submit(_Finished(shard.job_id, shard.tenant_id))
+        self._stage.submit(Finished(shard.job_id, shard.tenant_id))
 
     def drain(self) -> None:
         """Wait until everything handed over so far is written."""
@@ -129,20 +110,36 @@ class JobArtifacts:
 
     # -- own thread ------------------------------------------------------------
 
-    def _handle(self, events: list[_Landed | _Finished]) -> None:
+    def _handle(self, events: list[Landed | Finished]) -> None:
         # Shards that landed while this thread was busy are taken together: one "which
         # prompts are complete" query per job, not one per shard. Order holds: a run of
         # landed shards is handled before the finished job that follows it.
-        landed: list[_Landed] = []
+        landed: list[Landed] = []
         for event in events:
-            if isinstance(event, _Landed):
+            if isinstance(event, Landed):
                 landed.append(event)
                 continue
             self._landed_run(landed)
             landed = []
             self._guarded(partial(self._finished, event))
         self._landed_run(landed)
+        self._idle()
+
+    def _idle(self) -> None:
         self._guarded(self._compose_due)
+        if time.monotonic() - self._refreshed_at >= self.settings.artifact_refresh_s:
+            self._refreshed_at = time.monotonic()
+            self._guarded(self._refresh_released)
+
+    def _refresh_released(self) -> None:
+        """Redraw a job whose held image an operator released (any worker may take it)."""
+        with self.sessions.begin() as session:
+            stale = claim_stale_artifacts(session)  # leased: back if this fails
+        if stale is not None:
+            self._forget(stale[0])  # its layout and thumbnails are read afresh
+            self._finished(Finished(*stale))
+            with self.sessions.begin() as session:
+                artifacts_redrawn(session, job_id=stale[0])
 
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
@@ -154,22 +151,22 @@ class JobArtifacts:
         spent = self.counters.seconds.get(name, 0.0) + time.perf_counter() - started
         self.counters.seconds[name] = spent
 
-    def _landed_run(self, events: list[_Landed]) -> None:
+    def _landed_run(self, events: list[Landed]) -> None:
         if not events:
             return
         self._guarded(partial(self._landed_all, events))
         with self._lock:
             self._queued_images -= sum(e.held for e in events)
 
-    def _landed_all(self, events: list[_Landed]) -> None:
+    def _landed_all(self, events: list[Landed]) -> None:
         self.counters.landed_batches += 1
-        by_job: dict[uuid.UUID, list[_Landed]] = {}
+        by_job: dict[uuid.UUID, list[Landed]] = {}
         for event in events:
             by_job.setdefault(event.job_id, []).append(event)
         for same_job in by_job.values():
             self._landed(same_job)
 
-    def _landed(self, events: list[_Landed]) -> None:
+    def _landed(self, events: list[Landed]) -> None:
         """Cells of one job landed (one or more shards): thumbnails, then sheet states."""
         first = events[0]
         layout = self._layout(first.job_id, first.tenant_id)
@@ -199,7 +196,7 @@ class JobArtifacts:
             else:
                 self._compose(sheet, layout)
 
-    def _finished(self, event: _Finished) -> None:
+    def _finished(self, event: Finished) -> None:
         layout = self._layout(event.job_id, event.tenant_id)
         if layout is None:
             return

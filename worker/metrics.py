@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from PIL import Image
@@ -38,7 +38,9 @@ from models.db.finish import CellResult
 from models.domain.status import JobStatus
 from models.infra import metric_names as names
 from models.infra.storage import Storage
+from worker.analysis import Analysis, ImageAnalyzer
 from worker.renderer import RenderBatch, Renderer, RendererFor, StopCheck
+from worker.tenant_cache import TenantCache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,17 @@ JOB_LATENCY = Histogram(
     names.JOB_LATENCY, names.JOB_LATENCY_HELP, buckets=names.JOB_LATENCY_BUCKETS_S, registry=None
 )
 JOBS = Counter(names.JOBS, names.JOBS_HELP, ["status"], registry=None)
+GPU_SECONDS = Counter(
+    names.GPU_SECONDS, names.GPU_SECONDS_HELP, ["tenant", "model", "device"], registry=None
+)
+ANALYSIS_SECONDS = Histogram(
+    names.ANALYSIS_SECONDS,
+    names.ANALYSIS_SECONDS_HELP,
+    ["analyzer"],
+    buckets=names.UPLOAD_BUCKETS_S,
+    registry=None,
+)
+IMAGES_HELD = Counter(names.IMAGES_HELD, names.IMAGES_HELD_HELP, ["model"], registry=None)
 
 
 def bucket_label(width: int, height: int) -> str:
@@ -86,6 +99,22 @@ def timed_renderers(renderer_for: RendererFor) -> RendererFor:
     return timed
 
 
+class TimedAnalyzer:
+    """An image analyzer whose every call is observed in farm_analysis_seconds."""
+
+    def __init__(self, inner: ImageAnalyzer) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def analyze(self, images: Sequence[Image.Image]) -> list[Analysis]:
+        with ANALYSIS_SECONDS.labels(self.name).time():
+            return self.inner.analyze(images)
+
+
+def timed_analyzers(analyzers: list[ImageAnalyzer]) -> list[ImageAnalyzer]:
+    return [TimedAnalyzer(a) for a in analyzers]
+
+
 class TimedStorage:
     """Storage whose puts (the runner's image uploads) are observed in farm_upload_seconds."""
 
@@ -107,14 +136,28 @@ class TimedStorage:
 
 
 class MetricsListener:
-    """Counts images and finished jobs as the runner records them, and logs each."""
+    """Counts images, GPU seconds and finished jobs as the runner records them, and logs
+    each. GPU seconds are labelled per tenant: a hash of its id, or its name where the
+    tenant's policy opts in (worker/tenant_cache.py)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        device_for: Callable[[str], str] = lambda _model: "unknown",
+    ) -> None:
         self.sessions = sessions
+        self.device_for = device_for
+        self.tenants = TenantCache(sessions)
 
     def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None:
         for result in results:
             IMAGES.labels(shard.model, _bucket_of(result)).inc()
+        held = sum(r.held for r in results)
+        if held:
+            IMAGES_HELD.labels(shard.model).inc(held)
+        tenant = self.tenants.get(shard.tenant_id).metrics_label
+        gpu_s = sum(r.render_ms for r in results) / 1000
+        GPU_SECONDS.labels(tenant, shard.model, self.device_for(shard.model)).inc(gpu_s)
         log.info("shard %s: %d image(s) recorded", shard.id, len(results))
 
     def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None:
@@ -180,7 +223,8 @@ def install_worker_metrics(registry: CollectorRegistry = REGISTRY) -> None:
     with _install_lock:
         if registry in _installed:
             return
-        for collector in (IMAGES, RENDER_SECONDS, UPLOAD_SECONDS, JOB_LATENCY, JOBS):
+        collectors = (IMAGES, RENDER_SECONDS, UPLOAD_SECONDS, JOB_LATENCY, JOBS)
+        for collector in (*collectors, GPU_SECONDS, ANALYSIS_SECONDS, IMAGES_HELD):
             registry.register(collector)
         registry.register(GpuMemoryCollector())
         _installed.add(registry)

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,15 @@ from models.db.session import make_engine, make_session_factory
 from models.infra.log_setup import adopt_library_logs
 from models.infra.settings import Settings
 from models.infra.storage import make_storage
+from worker.analysis import load_analyzers
 from worker.job_artifacts import JobArtifacts
-from worker.metrics import MetricsListener, TimedStorage, install_worker_metrics, timed_renderers
+from worker.metrics import (
+    MetricsListener,
+    TimedStorage,
+    install_worker_metrics,
+    timed_analyzers,
+    timed_renderers,
+)
 from worker.renderer import DiffusersRenderer, Renderer, SimulatedRenderer
 from worker.shard_runner import ShardListener, ShardRunner
 
@@ -141,6 +149,35 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def device_name(device: str) -> str:
+    """What the ledger records as the device: the GPU's name (``cuda:0 NVIDIA H100 80GB
+    HBM3``), or ``cpu``."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    index = torch.device(device).index or 0
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
+def devices_by_model(settings: Settings) -> Callable[[str], str]:
+    """The device each model renders on: a simulated model spends no GPU time."""
+    names: dict[str, str] = {}
+
+    def device_for(model: str) -> str:
+        if model not in names:
+            from models.domain.model_sources import parse_model_source
+
+            source = settings.models.get(model)
+            simulated = source is not None and parse_model_source(source).kind == "simulated"
+            names[model] = (
+                "simulated" if simulated else device_name(resolve_device(settings.device))
+            )
+        return names[model]
+
+    return device_for
+
+
 def build_runner(
     settings: Settings,
     *,
@@ -153,6 +190,9 @@ def build_runner(
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
         renderers(name)
+    device = resolve_device(settings.device) if settings.screening_model else "cpu"
+    analyzers = timed_analyzers(load_analyzers(settings, device))
+    device_for = devices_by_model(settings)
     sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
     storage = make_storage(settings)
     # Thumbnails, contact sheets, manifest and gallery, on the listener's own thread.
@@ -163,7 +203,9 @@ def build_runner(
         storage=TimedStorage(storage),
         renderer_for=timed_renderers(renderers),
         worker_id=worker_id(),
-        listeners=[*(listeners or []), MetricsListener(sessions), artifacts],
+        listeners=[*(listeners or []), MetricsListener(sessions, device_for), artifacts],
+        analyzers=analyzers,
+        device_for=device_for,
     )
 
 

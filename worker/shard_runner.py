@@ -1,42 +1,34 @@
-"""One shard, start to finish: claim → render → (writer thread) encode, upload, record."""
+"""One shard, start to finish: claim → render → (analysis thread) analyze → (writer thread)
+encode, upload, record (worker/shard_writer.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from enum import StrEnum
-from typing import Protocol
 
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.cell_rows import queued_cells
 from models.db.claims import ClaimedShard, claim_next_shard
-from models.db.finish import CellFailure, CellResult, finish_attempt
-from models.db.leases import cancelled_jobs
-from models.domain.animagine import rating_of
+from models.db.finish import CellFailure
 from models.domain.cells import Cell
-from models.domain.infotext import format_infotext, parameters_of
-from models.domain.status import JobStatus
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
-from models.infra.storage import Storage, image_key
+from models.infra.storage import Storage
+from worker.analysis import ImageAnalyzer, analyze_images
 from worker.heartbeat import Heartbeat
 from worker.output import OutputStage
-from worker.png import encode_png
-from worker.renderer import (
-    RenderBatch,
-    Renderer,
-    RendererFor,
-    RenderInterrupted,
-    receipt_of,
-    split_batch,
-)
+from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted, split_batch
+from worker.shard_writer import RenderedShard, ShardListener, ShardWriter
+from worker.tenant_cache import TenantCache
+
+__all__ = ["Outcome", "RenderedShard", "ShardListener", "ShardRunner", "batch_of"]
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +37,6 @@ class Outcome(StrEnum):
     NOTHING = "nothing"  # no shard was waiting: a duplicate or surplus token
     RENDERED = "rendered"
     CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class RenderedShard:
-    shard: ClaimedShard
-    cells: list[Cell]  # the cells that rendered, in order with ``images``
-    images: list[Image.Image]
-    render_ms: int
-    failures: list[CellFailure] = field(default_factory=list)
-
-
-class ShardListener(Protocol):
-    """Told what landed, on the writer thread, after the database commit."""
-
-    def cells_recorded(self, shard: ClaimedShard, results: list[CellResult]) -> None: ...
-
-    def job_finished(self, shard: ClaimedShard, status: JobStatus) -> None: ...
 
 
 def batch_of(cells: list[Cell]) -> RenderBatch:
@@ -78,6 +53,8 @@ class ShardRunner:
         renderer_for: RendererFor,
         worker_id: str,
         listeners: list[ShardListener] | None = None,
+        analyzers: Sequence[ImageAnalyzer] = (),
+        device_for: Callable[[str], str] = lambda _model: "unknown",
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -85,10 +62,27 @@ class ShardRunner:
         self.renderer_for = renderer_for
         self.worker_id = worker_id
         self.listeners = list(listeners or [])
+        self.analyzers = list(analyzers)
         self._held: dict[int, uuid.UUID] = {}  # shard id -> job id, claimed and unfinished
         self._cancelled: set[uuid.UUID] = set()
         self._lock = threading.Lock()
-        self.output: OutputStage[RenderedShard] = OutputStage(self._write, name="shard-writer")
+        self.writer = ShardWriter(
+            settings=settings,
+            sessions=sessions,
+            storage=storage,
+            worker_id=worker_id,
+            listeners=self.listeners,
+            tenants=TenantCache(sessions),
+            device_for=device_for,
+            release=self._release,
+        )
+        self.output: OutputStage[RenderedShard] = OutputStage(
+            self.writer.write, name="shard-writer"
+        )
+        # Analysis overlaps the next render: a thread of its own between render and writer.
+        self.analysis: OutputStage[RenderedShard] | None = (
+            OutputStage(self._analyze, name="analysis") if self.analyzers else None
+        )
         self.heartbeat = Heartbeat(
             sessions=sessions,
             worker=worker_id,
@@ -115,14 +109,14 @@ class ShardRunner:
 
     def _render_claimed(self, shard: ClaimedShard, cells: list[Cell]) -> Outcome:
         if not cells:
-            self.output.submit(RenderedShard(shard, [], [], 0))
+            self._hand_off(RenderedShard(shard, [], [], 0))
             return Outcome.RENDERED
         try:
             renderer = self.renderer_for(shard.model, cells[0].quality_tier)
         except Exception as exc:  # the model cannot load here: fail the attempt, never hang
             log.exception("could not load model %s", shard.model)
             failures = [CellFailure(c.index, f"model failed to load: {exc!r}") for c in cells]
-            self.output.submit(RenderedShard(shard, [], [], 0, failures))
+            self._hand_off(RenderedShard(shard, [], [], 0, failures))
             return Outcome.RENDERED
 
         def should_stop() -> bool:
@@ -136,7 +130,7 @@ class ShardRunner:
             self._release(shard)
             return Outcome.CANCELLED
         render_ms = int((time.perf_counter() - started) * 1000)
-        self.output.submit(
+        self._hand_off(
             RenderedShard(shard, rendered.cells, rendered.images, render_ms, rendered.failures)
         )
         return Outcome.RENDERED
@@ -173,12 +167,35 @@ class ShardRunner:
                 failures.append(CellFailure(cell.index, f"render failed: {exc!r}"))
         return RenderedShard(shard, done, images, 0, failures)
 
+    def _hand_off(self, rendered: RenderedShard) -> None:
+        """To the analysis thread if this worker analyzes images, else to the writer."""
+        if self.analysis is not None and rendered.images:
+            self.analysis.submit(rendered)
+        else:
+            self.output.submit(rendered)
+
+    def _analyze(self, rendered: RenderedShard) -> None:
+        """Analysis thread: every analyzer on the shard's images, then to the writer. A
+        failure leaves the shard without analyses (the writer fails its cells where
+        screening is required, and they are tried again)."""
+        try:
+            indexes = [c.index for c in rendered.cells]
+            analyses = analyze_images(self.analyzers, rendered.images, indexes)
+            rendered = replace(rendered, analyses=analyses)
+        except Exception:
+            log.exception("image analysis failed for shard %s", rendered.shard.id)
+        self.output.submit(rendered)
+
     def close(self) -> None:
         """Finish writing what was rendered (graceful shutdown), then stop the heartbeat."""
+        if self.analysis is not None:
+            self.analysis.close()
         self.output.close()
         self.heartbeat.stop()
 
     def drain(self) -> None:
+        if self.analysis is not None:
+            self.analysis.drain()
         self.output.drain()
 
     # -- held shards (heartbeat) -------------------------------------------------
@@ -200,88 +217,3 @@ class ShardRunner:
     def _mark_cancelled(self, job_ids: set[uuid.UUID]) -> None:
         with self._lock:
             self._cancelled |= job_ids
-
-    # -- writer thread ---------------------------------------------------------
-
-    def _write(self, rendered: RenderedShard) -> None:
-        shard = rendered.shard
-        cells = sorted([c.index for c in rendered.cells] + [f.index for f in rendered.failures])
-        with log_context(job_id=str(shard.job_id), shard_id=shard.id, cells=cells):
-            self._record(rendered)
-
-    def _record(self, rendered: RenderedShard) -> None:
-        shard = rendered.shard
-        try:
-            with self.sessions() as session:
-                if cancelled_jobs(session, job_ids=[shard.job_id]):
-                    return  # cancel settled: nothing new lands in storage
-            results, failures = self._upload(rendered)
-            with self.sessions.begin() as session:
-                completion = finish_attempt(
-                    session,
-                    shard=shard,
-                    worker=self.worker_id,
-                    results=results,
-                    failures=failures,
-                    max_attempts=self.settings.max_attempts,
-                    backoff_s=self.settings.retry_backoff_s,
-                )
-        except Exception:
-            # The database is away: the lease lapses and the reconciler re-queues the shard.
-            log.exception("could not record shard %s of job %s", shard.id, shard.job_id)
-            return
-        finally:
-            self._release(shard)
-        log.info(
-            "shard %s of job %s: %d recorded, %d failed, rendered in %d ms",
-            shard.id,
-            shard.job_id,
-            completion.recorded,
-            completion.failed,
-            rendered.render_ms,
-            extra={"recorded": completion.recorded, "render_ms": rendered.render_ms},
-        )
-        self._notify(shard, results, completion.job_status)
-
-    def _upload(self, rendered: RenderedShard) -> tuple[list[CellResult], list[CellFailure]]:
-        shard = rendered.shard
-        per_image_ms = rendered.render_ms // max(1, len(rendered.cells))
-        results: list[CellResult] = []
-        failures = list(rendered.failures)
-        for cell, image in zip(rendered.cells, rendered.images, strict=True):
-            try:
-                png = encode_png(
-                    image,
-                    parameters=format_infotext(parameters_of(cell, shard.model, receipt_of(image))),
-                    compress_level=self.settings.png_compress_level,
-                )
-                key = image_key(
-                    prefix=self.settings.s3_prefix,
-                    tenant_id=shard.tenant_id,
-                    job_id=shard.job_id,
-                    index=cell.index,
-                    bucket=cell.bucket,
-                    seed=cell.seed,
-                )
-                self.storage.put(key, png, content_type="image/png")
-            except Exception as exc:  # storage down after its own retries: try the cell later
-                log.exception("upload failed: shard %s cell %s", shard.id, cell.index)
-                failures.append(CellFailure(cell.index, f"upload failed: {exc!r}"))
-                continue
-            digest = hashlib.sha256(png).hexdigest()
-            results.append(
-                CellResult(cell.index, key, digest, rating_of(cell.prompt), per_image_ms, image)
-            )
-        return results, failures
-
-    def _notify(
-        self, shard: ClaimedShard, results: list[CellResult], finished: JobStatus | None
-    ) -> None:
-        for listener in self.listeners:
-            try:
-                if results:
-                    listener.cells_recorded(shard, results)
-                if finished is not None:
-                    listener.job_finished(shard, finished)
-            except Exception:  # a listener (sheet, metric) must never lose a shard
-                log.exception("listener %r failed for shard %s", listener, shard.id)

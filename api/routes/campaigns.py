@@ -72,6 +72,8 @@ def create(
     body: CampaignIn, state: State, session: DbSession, tenant: TenantId, response: Response
 ) -> CampaignOut:
     check_campaign(body, state.settings.limits, state.submitter.counter_for(body.spec))
+    policy = state.submitter.policy(session, tenant)  # its runs are refused otherwise
+    state.submitter.check(body.spec, prefix="spec.", policy=policy)
     campaign = create_campaign(session, tenant_id=tenant, data=body, now=utcnow())
     session.commit()
     response.headers["Location"] = f"/v1/campaigns/{campaign.id}"
@@ -102,6 +104,8 @@ def patch(
     except ValidationError as exc:
         raise SpecError(validation_fields([dict(e) for e in exc.errors()])) from None
     check_campaign(data, state.settings.limits, state.submitter.counter_for(data.spec))
+    policy = state.submitter.policy(session, campaign.tenant_id)
+    state.submitter.check(data.spec, prefix="spec.", policy=policy)
     update_campaign(campaign, data=data, given=set(body.model_fields_set), now=utcnow())
     session.commit()
     return campaign_out(campaign)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -12,8 +13,10 @@ from api.deps import DbSession, Limit, State, owned_or_404
 from api.errors import ApiError
 from api.poll import load_polled_job
 from api.schemas import BulkJobsOut, DryRunOut, ImagePage, JobOut, JobPage
-from api.views import dry_run_examples, image_out, job_etag, job_out
-from models.db.jobs import cancel_job, get_job, list_items, list_jobs, retry_failed
+from api.views import dry_run_examples, image_out, job_etag, job_out, url_expiry_s
+from models.db.holds import analyses_of
+from models.db.job_states import cancel_job, retry_failed
+from models.db.jobs import get_job, list_items, list_jobs
 from models.db.tables import Job
 from models.domain.estimate import estimate_gpu_seconds
 from models.domain.grid import expand
@@ -69,10 +72,13 @@ def create_job(
 ) -> JobOut | DryRunOut:
     submitter = state.submitter
     if dry_run:  # checked, counted and priced; nothing is stored or published
-        checked = submitter.check(spec)
+        policy = submitter.policy(session, tenant)
+        checked = submitter.check(spec, policy=policy)
         library = state.settings.prompt_library
-        submitter.check_quota(session, tenant_id=tenant, cells=spec.cell_count(library))
+        cells_count = spec.cell_count(library)
+        submitter.check_quota(session, tenant_id=tenant, cells=cells_count, policy=policy)
         cells = expand(checked.grid, library)
+        retention_s = submitter.retention_s(spec, policy)
         response.status_code = 200
         return DryRunOut(
             total=len(cells),
@@ -80,6 +86,10 @@ def create_job(
             axes=spec.axis_sizes(library),
             max_prompt_chunks=max(checked.chunks.values(), default=1),
             examples=dry_run_examples(cells),
+            retention_s=retention_s,
+            expires_at_if_finished_now=None
+            if retention_s is None
+            else datetime.now(UTC) + timedelta(seconds=retention_s),
         )
     [created] = submitter.submit(
         session, tenant_id=tenant, requests=[JobRequest(spec, idempotency_key)]
@@ -150,9 +160,13 @@ def get_images(
     limit: Limit = 100,
 ) -> ImagePage:
     page = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
-    expires_s = state.settings.url_expiry_s
+    expires_s = url_expiry_s(job, state.settings.url_expiry_s)  # never past their expiry
+    found = analyses_of(session, job_id=job.id, indexes=[i.index for i in page.items])
     return ImagePage(
-        items=[image_out(i, state.storage, expires_s=expires_s) for i in page.items],
+        items=[
+            image_out(i, state.storage, expires_s=expires_s, analyses=found.get(i.index))
+            for i in page.items
+        ],
         next_cursor=page.next_cursor,
     )
 
@@ -160,6 +174,12 @@ def get_images(
 @router.post("/{job_id}/retry")
 def retry(job: TenantJob, state: State, session: DbSession) -> JobOut:
     """Re-run only the failed cells of a job; its done cells keep their images."""
+    if job.expired_at is not None:
+        raise ApiError(
+            409,
+            "the job's files expired: submit it again instead",
+            fields=[FieldError("expired_at", f"expired at {job.expired_at.isoformat()}")],
+        )
     shard_ids = retry_failed(session, job=job)
     if not shard_ids:
         session.rollback()

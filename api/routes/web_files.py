@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from api.deps import State
 from api.errors import ApiError
 from api.routes.web import WebJob, files_base
+from api.views import url_expiry_s
 from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, LocalStorage, job_folder, sheet_name
 
 router = APIRouter(tags=["web"])
@@ -63,5 +64,8 @@ def job_file(job: WebJob, path: str, state: State) -> Response:
     if path in (GALLERY_NAME, MANIFEST_NAME):  # served here, so relative links come back here
         media = "text/html; charset=utf-8" if path == GALLERY_NAME else "application/json"
         return Response(storage.get(key), media_type=media, headers=headers)
-    url = storage.url(key, expires_s=state.settings.url_expiry_s)
+    expires_s = url_expiry_s(job, state.settings.url_expiry_s)  # never past its expiry
+    if expires_s is None:
+        raise ApiError(404, f"the files of job {job.id} have expired")
+    url = storage.url(key, expires_s=expires_s)
     return RedirectResponse(url, status_code=307, headers=headers)

@@ -1,44 +1,79 @@
-"""/v1/webhooks: the tenant's signing secret and the delivery log (also per job)."""
+"""/v1/webhooks: the tenant's signing secret and the delivery log (also per job).
+
+Secrets are stored encrypted (models/infra/encryption.py) and shown only here. A
+rotation starts a grace period (``FARM_WEBHOOK_SECRET_GRACE_S``, or ``grace_s`` in the
+request) in which deliveries carry signatures by both secrets.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import TenantId
 from api.campaign_views import DeliveryPage, WebhookSecretOut, delivery_out
-from api.deps import DbSession, Limit
+from api.deps import DbSession, Limit, State
 from api.routes.jobs import TenantJob
 from models.db.outbox import list_deliveries
 from models.db.pagination import decode_cursor, encode_cursor
-from models.db.webhook_secrets import rotate_secret, tenant_secret
-from models.db.webhook_tables import WebhookSecret
+from models.db.webhook_secrets import SigningSecrets
 from models.domain.webhook_signing import SIGNATURE_HEADER
+from models.service.webhook_keys import current_secrets, rotate
 
 router = APIRouter(tags=["webhooks"])
 
 SCHEME = f"{SIGNATURE_HEADER}: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.<body>')>"
+HEADERS = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature: v1,<base64 HMAC-SHA256(base64-decoded secret, '<id>.<t>.<body>')>",
+    SCHEME,
+]
 
 
-def _secret_out(row: WebhookSecret) -> WebhookSecretOut:
-    return WebhookSecretOut(secret=row.secret, created_at=row.created_at, header=SCHEME)
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Seconds the old secret keeps signing (null: FARM_WEBHOOK_SECRET_GRACE_S; 0: none).
+    grace_s: Annotated[int, Field(ge=0, le=30 * 86400, strict=True)] | None = None
+
+
+def _secret_out(found: SigningSecrets) -> WebhookSecretOut:
+    return WebhookSecretOut(
+        secret=found.current,
+        created_at=found.created_at,
+        header=SCHEME,
+        headers=HEADERS,
+        previous_valid_until=found.previous_until,
+    )
 
 
 @router.get("/v1/webhooks/secret")
-def get_secret(session: DbSession, tenant: TenantId) -> WebhookSecretOut:
-    """The key your receiver verifies ``Farm-Signature`` with (made on first use)."""
-    row = tenant_secret(session, tenant_id=tenant)
+def get_secret(session: DbSession, tenant: TenantId, state: State) -> WebhookSecretOut:
+    """The key your receiver verifies deliveries with (made on first use)."""
+    found = current_secrets(session, box=state.secret_box, tenant_id=tenant)
     session.commit()
-    return _secret_out(row)
+    return _secret_out(found)
 
 
 @router.post("/v1/webhooks/secret/rotate")
-def rotate(session: DbSession, tenant: TenantId) -> WebhookSecretOut:
-    """A new secret; every delivery attempt from now on is signed with it."""
-    row = rotate_secret(session, tenant_id=tenant)
+def rotate_secret(
+    session: DbSession,
+    tenant: TenantId,
+    state: State,
+    body: Annotated[RotateIn | None, Body()] = None,
+) -> WebhookSecretOut:
+    """A new secret; the old one keeps signing for the grace period, so receivers can
+    switch without missing a delivery."""
+    grace_s = state.settings.webhook_secret_grace_s
+    if body is not None and body.grace_s is not None:
+        grace_s = body.grace_s
+    found = rotate(session, box=state.secret_box, tenant_id=tenant, grace_s=grace_s)
     session.commit()
-    return _secret_out(row)
+    return _secret_out(found)
 
 
 def _page(

@@ -21,11 +21,20 @@ function showProgress(job) {
   bar.setAttribute("aria-valuenow", String(percent));
   document.getElementById("percent").textContent = percent + "%";
   const status = document.getElementById("status");
-  status.textContent = job.status;
-  status.className = "status " + job.status;
+  status.textContent = job.paused ? job.status + " · paused" : job.status;
+  status.className = "status " + (job.paused ? "paused" : job.status);
   let counts = job.done + "/" + job.total + " images";
   if (job.failed) counts += ", " + job.failed + " failed";
   document.getElementById("counts").textContent = counts;
+  document.getElementById("gpu").textContent = job.gpu_seconds + " GPU s" +
+    (job.max_gpu_seconds !== null ? " of " + job.max_gpu_seconds : "");
+  document.getElementById("held").textContent = job.held ? "· " + job.held + " held for review" : "";
+  document.getElementById("expiry").textContent = job.expired_at
+    ? "· files removed " + job.expired_at + " (" + (job.removed_objects || 0) + " objects)"
+    : job.expires_at ? "· files kept until " + job.expires_at : "";
+  const open = !TERMINAL.has(job.status);
+  document.getElementById("pause-form").hidden = !open || job.paused;
+  document.getElementById("resume-form").hidden = !open || !job.paused;
   document.getElementById("eta").textContent =
     job.eta_seconds !== null ? "· about " + Math.ceil(job.eta_seconds) + " s left" : "";
 }

@@ -14,7 +14,10 @@ function row(job) {
   bar.firstChild.style.width = (job.progress * 100).toFixed(1) + "%";
   return el("tr", {},
     el("td", {}, el("a", { href: "/web/jobs/" + job.id, textContent: job.name || job.id })),
-    el("td", {}, el("span", { className: "status " + job.status, textContent: job.status })),
+    el("td", {}, el("span", {
+      className: "status " + (job.paused ? "paused" : job.status),
+      textContent: job.paused ? job.status + " · paused" : job.status,
+    })),
     el("td", {}, bar),
     el("td", { textContent: job.done + "/" + job.total }),
     el("td", { textContent: job.model }),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models.db.holds import HELD, RELEASED, VISIBLE
 from models.db.tables import Item, Job
 from models.domain.status import CellStatus
 
@@ -49,7 +50,7 @@ def sheet_cells(
     """A prompt's cells that its contact sheet shows, in index order: the first variant
     of each (bucket, seed), for the first ``rows`` of its ``seeds`` seeds."""
     found = session.execute(
-        select(Item.index, Item.status, Item.key)
+        select(Item.index, Item.status, Item.key, Item.hold)
         .where(
             Item.job_id == job_id,
             Item.prompt_index == prompt,
@@ -58,9 +59,13 @@ def sheet_cells(
         )
         .order_by(Item.index)
     ).all()
-    return [SheetCell(index, status, key) for index, status, key in found]
+    # A held image is never drawn: its place says "held".
+    return [
+        SheetCell(index, status, key) if hold in (None, RELEASED) else SheetCell(index, HELD, None)
+        for index, status, key, hold in found
+    ]
 
 
 def job_cells(session: Session, *, job_id: uuid.UUID) -> list[Item]:
-    """Every cell of a job, for its manifest."""
-    return list(session.scalars(select(Item).where(Item.job_id == job_id)))
+    """Every cell of a job for its manifest, but those held by screening."""
+    return list(session.scalars(select(Item).where(Item.job_id == job_id, VISIBLE)))

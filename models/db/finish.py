@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models.db.claims import ClaimedShard, lock_job
 from models.db.outbox import enqueue_job_completed
+from models.db.retention import set_expiry
 from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.status import CellStatus, JobStatus, ShardStatus, final_job_status
 
@@ -34,6 +35,7 @@ class CellResult:
     render_ms: int
     # The rendered picture, in memory, for listeners (thumbnails); never stored here.
     image: Image.Image | None = field(default=None, compare=False, repr=False)
+    held: bool = False  # screening held it: stored privately (models/infra/held_storage.py)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def finish_attempt(
         "now": utcnow(),
     }
     row = session.execute(_FINISH_SQL, params).one()
-    final = _settle_job(
+    final = settle_job(
         session,
         job_id=shard.job_id,
         status=row.job_status,
@@ -260,7 +262,7 @@ def _bump_job(
         .values(**values)
         .returning(Job.status, Job.total, Job.done, Job.failed, Job.cancelled)
     ).one()
-    return _settle_job(
+    return settle_job(
         session,
         job_id=job_id,
         status=counters.status,
@@ -271,7 +273,7 @@ def _bump_job(
     )
 
 
-def _settle_job(
+def settle_job(
     session: Session,
     *,
     job_id: uuid.UUID,
@@ -286,10 +288,12 @@ def _settle_job(
         return None
     final = final_job_status(total=total, done=done, failed=failed, cancelled=cancelled)
     if final is not None:
+        now = utcnow()
         session.execute(
             update(Job)
             .where(Job.id == job_id)
-            .values(status=final, finished_at=utcnow(), version=Job.version + 1)
+            .values(status=final, finished_at=now, version=Job.version + 1)
         )
+        set_expiry(session, job_id=job_id, finished_at=now)  # its retention starts now
         enqueue_job_completed(session, job_id=job_id)  # the webhook, in this transaction
     return final

@@ -8,18 +8,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from models.db.cell_rows import COPY_COLUMNS, copy_lines, insert_rows
 from models.db.copy import copy_field, copy_rows
-from models.db.outbox import enqueue_job_completed
+from models.db.holds import VISIBLE
 from models.db.pagination import Page, keyset_page
 from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.grid import ResolvedGrid, expand, plan_shards, resolve
 from models.domain.prompt_pipeline import DEFAULT_LIBRARY, PromptLibrary
 from models.domain.spec import JobSpec
-from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, Priority, ShardStatus
+from models.domain.status import JobStatus, Priority, ShardStatus
+
+_WAITING_OR_RUNNING = (ShardStatus.QUEUED, ShardStatus.PAUSED, ShardStatus.RUNNING)
 
 
 class IdempotencyConflict(Exception):
@@ -28,10 +30,11 @@ class IdempotencyConflict(Exception):
 
 @dataclass(frozen=True)
 class NewJob:
-    spec: JobSpec
+    spec: JobSpec  # as the client sent it: stored, and what an Idempotency-Key compares
     idempotency_key: str | None = None
     # The grid the limits were checked on (its seeds chose the wildcards); None: resolve.
     grid: ResolvedGrid | None = None
+    render_spec: JobSpec | None = None  # what is rendered, if not ``spec`` (a content policy)
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,9 @@ def _create_job(
     if existing is not None:
         return CreatedJob(existing, [], created=False)
 
-    grid = request.grid or resolve(request.spec, default_model=default_model, library=library)
+    grid = request.grid or resolve(
+        request.render_spec or request.spec, default_model=default_model, library=library
+    )
     cells = expand(grid, library)
     shards = plan_shards(cells, batch_size=batch_size)
     priority = Priority(request.spec.priority)
@@ -194,101 +199,13 @@ def list_jobs(
 def list_items(
     session: Session, *, job_id: uuid.UUID, cursor: str | None, limit: int
 ) -> Page[Item]:
-    """A job's cells in index order; the cursor is the last index returned."""
+    """A job's cells in index order, but those held by screening (never listed until an
+    operator releases them); the cursor is the last index returned."""
     return keyset_page(
         session,
-        select(Item).where(Item.job_id == job_id),
+        select(Item).where(Item.job_id == job_id, VISIBLE),
         order=[Item.index],
         key=lambda item: (item.index,),
         cursor=cursor,
         limit=limit,
     )
-
-
-def cancel_job(session: Session, *, job: Job) -> bool:
-    """Stop a job: queued shards and unrendered cells are cancelled at once.
-
-    A render in flight is interrupted between denoising steps (the worker's
-    heartbeat notices within a second); anything that still finishes is not
-    recorded or uploaded. Returns False if the job had already finished.
-    """
-    session.refresh(job, with_for_update=True)  # serialise with workers finishing it
-    if JobStatus(job.status) in TERMINAL_JOB_STATUSES:
-        return False
-    now = utcnow()
-    session.execute(
-        update(Shard)
-        .where(Shard.job_id == job.id, Shard.status.in_([ShardStatus.QUEUED, ShardStatus.RUNNING]))
-        .values(status=ShardStatus.CANCELLED, updated_at=now)
-    )
-    cancelled = session.execute(
-        update(Item)
-        .where(Item.job_id == job.id, Item.status == CellStatus.QUEUED)
-        .values(status=CellStatus.CANCELLED, finished_at=now)
-    ).rowcount  # type: ignore[attr-defined]
-    session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(
-            status=JobStatus.CANCELLED,
-            cancelled=Job.cancelled + cancelled,
-            finished_at=now,
-            version=Job.version + 1,
-        )
-    )
-    enqueue_job_completed(session, job_id=job.id)  # the webhook, in this transaction
-    session.refresh(job)
-    return True
-
-
-def retry_failed(session: Session, *, job: Job) -> list[int]:
-    """Put a job's failed cells (only those) back in the queue; returns their shard ids.
-
-    Done cells keep their images: their shards render only what is still queued.
-    """
-    session.refresh(job, with_for_update=True)
-    if job.status == JobStatus.CANCELLED:
-        return []
-    now = utcnow()
-    rows = list(
-        session.scalars(
-            update(Item)
-            .where(Item.job_id == job.id, Item.status == CellStatus.FAILED)
-            .values(status=CellStatus.QUEUED, attempts=0, error=None, finished_at=None)
-            .returning(Item.shard_index)
-        )
-    )
-    if not rows:
-        return []
-    shard_ids = list(
-        session.scalars(
-            update(Shard)
-            .where(
-                Shard.job_id == job.id,
-                Shard.index.in_(set(rows)),
-                Shard.status.in_([ShardStatus.DONE, ShardStatus.FAILED]),
-            )
-            .values(
-                status=ShardStatus.QUEUED,
-                claimed_by=None,
-                lease_until=None,
-                available_at=None,
-                attempts=0,
-                updated_at=now,
-            )
-            .returning(Shard.id)
-        )
-    )
-    session.execute(
-        update(Job)
-        .where(Job.id == job.id)
-        .values(
-            status=JobStatus.RUNNING,
-            failed=Job.failed - len(rows),
-            finished_at=None,
-            error=None,
-            version=Job.version + 1,
-        )
-    )
-    session.refresh(job)
-    return shard_ids

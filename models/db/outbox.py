@@ -5,8 +5,9 @@ made it happen (a job reaching a terminal status), so an event is never lost
 and never sent for something that rolled back. ``farm beat`` claims due rows
 (``claim_due``: a lease, so a crashed sender's row comes back), POSTs them and
 records each attempt (``record_attempt``). Delivery is at least once: receivers
-dedupe on the event id (``Farm-Event-Id``, also ``id`` in the body). Each claimed
-delivery carries its tenant's secret (models/db/webhook_secrets.py) to sign with.
+dedupe on the event id (``webhook-id`` and ``Farm-Event-Id``, also ``id`` in the body).
+The sender signs each attempt with its tenant's secrets (models/db/webhook_secrets.py).
+Events other than ``job.completed`` are queued by models/db/webhook_events.py.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from sqlalchemy.orm import Session
 
 from models.db.campaign_tables import CampaignRun
 from models.db.tables import Job, utcnow
-from models.db.webhook_secrets import tenant_secret
 from models.db.webhook_tables import WebhookAttempt, WebhookDelivery
-
-JOB_COMPLETED = "job.completed"
+from models.domain.webhook_events import JOB_COMPLETED
 
 
 class DeliveryStatus(StrEnum):
@@ -61,6 +60,10 @@ def job_payload(session: Session, *, job_id: uuid.UUID) -> tuple[uuid.UUID, dict
             Job.created_at,
             Job.started_at,
             Job.finished_at,
+            Job.priority,
+            Job.paused_at,
+            Job.held,
+            Job.render_ms_total,
         ).where(Job.id == job_id)
     ).one()
     run = session.execute(
@@ -83,6 +86,10 @@ def job_payload(session: Session, *, job_id: uuid.UUID) -> tuple[uuid.UUID, dict
             "created_at": _iso(job.created_at),
             "started_at": _iso(job.started_at),
             "finished_at": _iso(job.finished_at),
+            "priority": job.priority,
+            "paused": job.paused_at is not None,
+            "held": job.held,
+            "gpu_seconds": round(job.render_ms_total / 1000, 3),
         },
         "campaign": None
         if run is None
@@ -158,7 +165,6 @@ class ClaimedDelivery:
     payload: dict[str, Any]
     attempt: int  # the number of the attempt about to be made (1 = first)
     created_at: datetime
-    secret: str
 
 
 def claim_due(
@@ -200,23 +206,19 @@ def claim_due(
             WebhookDelivery.created_at,
         )
     ).all()
-    claimed = []
-    for row in sorted(rows, key=lambda r: ids.index(r.id)):
-        secret = tenant_secret(session, tenant_id=row.tenant_id).secret
-        claimed.append(
-            ClaimedDelivery(
-                id=row.id,
-                event_id=row.event_id,
-                tenant_id=row.tenant_id,
-                event=row.event,
-                url=row.url,
-                payload=row.payload,
-                attempt=row.attempts,
-                created_at=row.created_at,
-                secret=secret,
-            )
+    return [
+        ClaimedDelivery(
+            id=row.id,
+            event_id=row.event_id,
+            tenant_id=row.tenant_id,
+            event=row.event,
+            url=row.url,
+            payload=row.payload,
+            attempt=row.attempts,
+            created_at=row.created_at,
         )
-    return claimed
+        for row in sorted(rows, key=lambda r: ids.index(r.id))
+    ]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,15 @@ class PolledJob:
     model: str
     priority: str
     version: int
+    # Business controls (migration 0011): pause, holds, GPU time and budget, retention.
+    paused_at: datetime | None
+    held: int
+    render_ms_total: int
+    max_gpu_ms: int | None
+    retention_s: int | None
+    expires_at: datetime | None
+    expired_at: datetime | None
+    removed_objects: int | None
 
     @classmethod
     def of(cls, job: Job) -> PolledJob:

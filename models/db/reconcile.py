@@ -9,10 +9,10 @@ import logging
 import zlib
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import case, exists, func, select, text, update
 from sqlalchemy.orm import Session
 
-from models.db.tables import Shard
+from models.db.tables import Job, Shard
 from models.domain.status import ShardStatus
 
 log = logging.getLogger(__name__)
@@ -20,13 +20,16 @@ _LOCK_BASE = 0x4641524D << 32  # "FARM" in the high bits: our advisory locks
 
 
 def release_expired_leases(session: Session, *, now: datetime) -> int:
-    """running shards past their lease -> queued (their cells were never recorded)."""
+    """running shards past their lease -> queued, or paused if their job is (their cells
+    were never recorded)."""
+    paused = exists().where(Job.id == Shard.job_id, Job.paused_at.is_not(None))
     expired = list(
         session.scalars(
             update(Shard)
             .where(Shard.status == ShardStatus.RUNNING, Shard.lease_until < now)
             .values(
-                status=ShardStatus.QUEUED,
+                # A paused job's shard waits for the resume instead.
+                status=case((paused, ShardStatus.PAUSED.value), else_=ShardStatus.QUEUED.value),
                 claimed_by=None,
                 lease_until=None,
                 available_at=None,

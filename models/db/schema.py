@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from models.db import campaign_tables, tables, webhook_tables
+from models.db import business_tables, campaign_tables, tables, webhook_tables
 
 METADATA: MetaData = tables.Base.metadata
-TABLE_MODULES = (tables, campaign_tables, webhook_tables)
+TABLE_MODULES = (tables, campaign_tables, webhook_tables, business_tables)

@@ -113,6 +113,18 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     last_claim_at: Mapped[datetime | None] = mapped_column(default=None)  # fair-share order
+    # Business controls (migration 0011): pause, holds, the GPU budget, retention, the
+    # last job.progress event, and sheets/gallery to redraw (an image was released).
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_gpu_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    retention_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    expired_at: Mapped[datetime | None] = mapped_column(default=None)
+    removed_objects: Mapped[int | None] = mapped_column(Integer, default=None)
+    progress_at: Mapped[datetime | None] = mapped_column(default=None)
+    progress_fraction: Mapped[float | None] = mapped_column(Float, default=None)
+    artifacts_stale_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
 
 class Item(Base):
@@ -156,6 +168,10 @@ class Item(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Screening and the ledger (migration 0011): held | released | deleted (None: never
+    # held), and the device that rendered the cell (its GPU time is render_ms).
+    hold: Mapped[str | None] = mapped_column(String(16), default=None)
+    device: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class Shard(Base):

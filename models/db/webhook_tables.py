@@ -13,14 +13,21 @@ from models.db.tables import Base, BigId, utcnow
 
 
 class WebhookSecret(Base):
-    """The per-tenant HMAC key that signs every delivery (created on first use)."""
+    """The per-tenant HMAC key that signs every delivery (created on first use), stored
+    encrypted (models/infra/encryption.py); after a rotation the previous one still
+    signs until ``previous_until``."""
 
     __tablename__ = "webhook_secrets"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
-    secret: Mapped[str] = mapped_column(String(100))
+    # Plaintext, only in rows written before migration 0011: encrypted on first use, and
+    # by every retention sweep, then cleared.
+    secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    previous_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    previous_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

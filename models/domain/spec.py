@@ -48,6 +48,7 @@ from models.domain.tags import (
     entry_is_blank,
 )
 from models.domain.text import Text
+from models.domain.webhook_events import WebhookProgress
 from models.domain.webhook_urls import check_url_syntax
 
 MAX_SEED = 2**32 - 1
@@ -123,6 +124,11 @@ class JobSpec(BaseModel):
     name: Annotated[Text, Field(max_length=200)] | None = None
     labels: Annotated[dict[Label, Label], Field(max_length=50)] = Field(default_factory=dict)
     webhook_url: WebhookUrl | None = None  # job.completed is POSTed here, signed
+    webhook_progress: WebhookProgress | None = None  # and job.progress this often
+    # Business controls (docs/OPERATIONS.md): seconds the job's files are kept once it
+    # finishes (within the tenant's maximum), and the GPU seconds it may spend.
+    retention_s: Annotated[StrictInt, Field(ge=1, le=10 * 365 * 86400)] | None = None
+    max_gpu_seconds: Annotated[StrictFloat, Field(gt=0, le=1e9)] | None = None
 
     @field_validator("prompts")
     @classmethod

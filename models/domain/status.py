@@ -4,7 +4,8 @@ The transitions are enforced where they happen, as conditional UPDATEs (``... WH
 status = 'queued'``) in the data layer: queued -> running -> a terminal status for a job
 (a retry of failed cells re-opens it: partial/failed -> running); queued -> running ->
 done/failed for a shard, which goes back to queued when its lease expires or some of
-its cells are retried; queued -> done/failed/cancelled for a cell.
+its cells are retried (queued <-> paused while its job is paused); queued ->
+done/failed/cancelled for a cell, and done -> expired when its job's retention ends.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ShardStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PAUSED = "paused"  # its job is paused: not claimable until resumed (back to queued)
 
 
 class CellStatus(StrEnum):
@@ -34,6 +36,7 @@ class CellStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # done, and its image removed when the job's retention ran out
 
 
 class Priority(StrEnum):

@@ -35,6 +35,15 @@ JOB_LATENCY = "farm_job_latency_seconds"
 JOB_LATENCY_HELP = "Seconds from a job's submission to its last cell, observed as it finishes."
 JOBS = "farm_jobs_total"
 JOBS_HELP = "Jobs finished by this worker, by terminal status."
+GPU_SECONDS = "farm_gpu_seconds_total"
+GPU_SECONDS_HELP = (
+    "GPU seconds of recorded cells (the ledger's numbers), by tenant (a hash of its id, "
+    "or its name where its policy opts in), model and device."
+)
+ANALYSIS_SECONDS = "farm_analysis_seconds"
+ANALYSIS_SECONDS_HELP = "Seconds of one image analyzer's call on a shard (screening)."
+IMAGES_HELD = "farm_images_held_total"
+IMAGES_HELD_HELP = "Images screening held (stored privately until an operator decides)."
 
 # Bucket bounds include the alert thresholds of deploy/prometheus/farm-alerts.yaml
 # (render 30 s, upload 5 s, job 2 h) so those quantiles are exact at the line.

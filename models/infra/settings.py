@@ -115,6 +115,19 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = 3600.0
     webhook_concurrency: int = 8  # deliveries in flight per beat process
 
+    # Running it as a business (docs/OPERATIONS.md): the operator's keys, screening,
+    # retention, secrets at rest, progress webhooks.
+    admin_keys: str = ""  # comma-separated operator keys for /v1/admin; empty: no admin API
+    screening_model: str = ""  # Hugging Face image classifier (Hub id or folder); empty: none
+    screening_labels: str = "nsfw"  # comma-separated labels whose probability is the score
+    retention_s: int = 0  # files of a finished job are kept this long by default; 0: forever
+    retention_sweep_interval_s: float = 30.0  # how often `farm beat` deletes what expired
+    storage_delete_grace_s: float = 60.0  # deleted folders are swept again after this
+    artifact_refresh_s: float = 5.0  # workers redraw sheets/galleries of released images
+    encryption_keys: str = ""  # comma-separated Fernet keys; empty: derived from secret_key
+    webhook_secret_grace_s: int = 86400  # a rotated-out webhook secret still signs this long
+    webhook_progress_min_interval_s: float = 5.0  # floor between job.progress of one job
+
     # Observability (docs/DEPLOY.md, "Monitoring"): worker metrics port, service logs.
     metrics_port: int = 9100  # `farm worker` serves /metrics here; 0: no metrics server
     log_format: Literal["auto", "json", "text"] = "auto"  # auto: json unless stderr is a TTY

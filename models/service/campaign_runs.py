@@ -25,7 +25,7 @@ from models.db.campaigns import (
     compute_next_fire,
     schedule_state,
 )
-from models.db.jobs import cancel_job
+from models.db.job_states import cancel_job
 from models.db.runs import (
     buffered_runs,
     finished_runs,
@@ -33,6 +33,7 @@ from models.db.runs import (
     rendering_runs,
 )
 from models.db.tables import Job
+from models.domain.policy import ContentPolicy
 from models.domain.schedule.plan import TickActionKind, plan_tick
 from models.domain.schedule.policies import OverlapPolicy, overlap_action, should_pause
 from models.domain.seed_policy import run_seeds
@@ -80,13 +81,16 @@ def run_spec(campaign: Campaign, scheduled_for: datetime) -> JobSpec:
     )
 
 
-def _refusal(campaign: Campaign, spec: JobSpec, submitter: Submitter) -> str | None:
-    """Why this run may not render (limits can change after the campaign was accepted)."""
+def _refusal(
+    campaign: Campaign, spec: JobSpec, submitter: Submitter, policy: ContentPolicy
+) -> str | None:
+    """Why this run may not render (limits and the tenant's policy can change after the
+    campaign was accepted)."""
     cells = spec.cell_count(submitter.settings.prompt_library)
     if campaign.max_images_per_run is not None and cells > campaign.max_images_per_run:
         return f"the grid has {cells} images; max_images_per_run is {campaign.max_images_per_run}"
     try:
-        submitter.check(spec)
+        submitter.check(spec, policy=policy)
     except SpecError as exc:
         return str(exc)
     return None
@@ -101,12 +105,16 @@ def start_run(
     ``QuotaExceeded`` to its caller instead (models/service/submit.py).
     """
     spec = run_spec(campaign, run.scheduled_for)
-    reason = _refusal(campaign, spec, submitter)
+    policy = submitter.policy(session, campaign.tenant_id)
+    reason = _refusal(campaign, spec, submitter, policy)
     key = f"campaign:{campaign.id}:{run.scheduled_for.isoformat()}"
     if reason is None:
         try:
             [created] = submitter.create(
-                session, tenant_id=campaign.tenant_id, requests=[JobRequest(spec, key)]
+                session,
+                tenant_id=campaign.tenant_id,
+                requests=[JobRequest(spec, key)],
+                policy=policy,
             )
         except QuotaExceeded as exc:
             if run.origin != RunOrigin.SCHEDULE:

@@ -12,7 +12,20 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from api.routes import campaigns, files, health, jobs, prompts, web, web_files, webhooks
+from api.routes import (
+    admin,
+    campaigns,
+    files,
+    health,
+    job_control,
+    jobs,
+    prompts,
+    usage,
+    web,
+    web_control,
+    web_files,
+    webhooks,
+)
 from models.db.keys import create_api_key
 from models.db.session import make_engine, make_session_factory
 from models.infra.settings import normalize_database_url
@@ -61,7 +74,8 @@ def test_the_schema_covers_every_route(live_api: tuple[str, str]) -> None:
     paths = schema["paths"].items()
     documented = {(path, method.upper()) for path, ops in paths for method in ops}
     routers = [jobs.router, campaigns.router, webhooks.router, web.router, web_files.router]
-    routers += [files.router, health.router, prompts.router]
+    routers += [files.router, health.router, prompts.router, job_control.router]
+    routers += [usage.router, admin.router, web_control.router]
     served = {
         (route.path.replace(":path}", "}"), method)
         for router in routers

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from api.routes import web, web_files
+from api.routes import web, web_control, web_files
 from beat.scheduler import tick
 from models.db.campaign_tables import Campaign, CampaignRun
 from models.db.keys import create_api_key, tenant_for_key
@@ -133,7 +133,7 @@ def _web_routes(door: Door) -> list[tuple[str, str]]:
     """Every route under /web, with its path parameters filled in."""
     job = door.client.post("/v1/jobs", json=SPEC, headers=door.auth).json()["id"]
     found = []
-    for route in web.router.routes + web_files.router.routes:
+    for route in web.router.routes + web_files.router.routes + web_control.router.routes:
         if isinstance(route, APIRoute) and route.path.startswith("/web"):
             path = route.path.replace("{job_id}", job).replace("{path:path}", "manifest.json")
             found += [(method, path) for method in sorted(route.methods or ())]

@@ -3,7 +3,8 @@ wildcards and Prompt S/R, for every step of a prompt-editing schedule.
 
 Pure: no services. ``check_limits`` is the one check every door runs
 (models/service/submit.py); what it accepts must stay within every limit once the grid
-is expanded, however the request was built.
+is expanded, however the request was built, and whatever a tenant's content policy
+adds to it (models/domain/policy.py).
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.domain.grid import expand
+from models.domain.grid import expand, resolve
 from models.domain.limits import Limits, check_job, check_limits
+from models.domain.policy import ContentPolicy, rating_in, with_forced_terms
 from models.domain.prompt_chunks import EstimatedTokens, count_chunks
 from models.domain.prompt_pipeline import PromptLibrary
 from models.domain.prompt_schedule import passes_of
 from models.domain.prompt_syntax import MAX_NESTING, PromptSyntaxError, parse_prompt_attention
 from models.domain.spec import JobSpec, SpecError
 from models.domain.styles import Style
+from models.infra.queue import LocalPublisher
+from models.infra.settings import Settings
+from models.service.submit import Submitter
 
 LIBRARY = PromptLibrary(
     styles={
@@ -43,6 +48,14 @@ LIMITS = Limits(
     max_job_text_chars=20_000,
     max_grid_cells=2_000,
     library=LIBRARY,
+)
+SETTINGS = Settings(
+    model="m",
+    models={"m": "simulated:0"},
+    max_prompt_chars=400,
+    max_prompt_chunks=3,
+    max_job_text_chars=20_000,
+    max_grid_cells=2_000,
 )
 
 
@@ -265,3 +278,57 @@ def test_combinatorial_wildcards_are_counted_as_axes() -> None:
         spec.cell_count()
     tight = Limits(**{**LIMITS.__dict__, "max_grid_cells": 5})
     assert "6 cells" in fields_of({**spec.model_dump(exclude_none=True)}, tight)["prompts"]
+
+
+# -- property: a tenant's policy adds text, and every limit still holds -----------------
+
+_RATING = st.sampled_from(["safe", "sensitive", "nsfw", "explicit"])
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> ContentPolicy:
+    forced = draw(st.none() | _RATING)
+    allowed = draw(st.none() | st.sets(_RATING, min_size=1))
+    if forced is not None and allowed is not None:
+        allowed = allowed | {forced}
+    return ContentPolicy(
+        allowed_ratings=None if allowed is None else frozenset(allowed),
+        forced_rating=forced,
+        forced_negative=draw(st.none() | _TEXT),
+    )
+
+
+_TAGGED = st.lists(
+    st.sampled_from(["1girl", "smile", "nsfw", "(safe:1.1)", "[explicit]"]), max_size=4
+)
+
+
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+@given(specs(), policies(), _TAGGED)
+def test_nothing_accepted_under_a_policy_exceeds_a_limit(
+    body: dict[str, Any], policy: ContentPolicy, tags: list[str]
+) -> None:
+    """The one submit path's step 1 (``Submitter.check``) with a tenant's policy: what it
+    accepts, with the forced rating tag and negative terms added, is within every limit
+    and carries only ratings the policy allows."""
+    body = {**body, "prompts": [", ".join([p, *tags]) for p in body["prompts"]], "model": "m"}
+    spec = JobSpec.model_validate(body)
+    submitter = Submitter(SETTINGS, LocalPublisher())
+    try:
+        submitter.check(spec, policy=policy)
+    except SpecError:
+        return
+    counter = EstimatedTokens()
+    for cell in expand(resolve(with_forced_terms(spec, policy), default_model="m")):
+        for text in (cell.prompt, cell.negative_prompt):
+            assert len(text) <= LIMITS.max_prompt_chars
+            assert count_chunks(text, counter) <= LIMITS.max_prompt_chunks
+            parse_prompt_attention(text)
+        rating = rating_in(cell.prompt)
+        if policy.forced_rating is not None:
+            assert rating is not None  # the forced tag is there (or a stronger, allowed one)
+        assert policy.allowed_ratings is None or rating is None or rating in policy.allowed_ratings
+        if policy.forced_negative:
+            assert cell.negative_prompt.endswith(policy.forced_negative)

@@ -22,6 +22,7 @@ from models.db.tables import utcnow
 from models.db.webhook_tables import WebhookDelivery, WebhookSecret
 from models.domain.webhook_signing import verify
 from models.domain.webhook_urls import is_public
+from models.infra.encryption import SecretBox
 from models.infra.settings import Settings
 from tests.conftest import ApiClient
 from tests.webhook_receiver import Receiver, serve_receiver
@@ -75,11 +76,16 @@ def deliveries(api: ApiClient, job_id: str) -> list[dict[str, Any]]:
     return items
 
 
-def secret_of(sessions: sessionmaker[Session], tenant_id: uuid.UUID) -> str:
+def secret_of(sessions: sessionmaker[Session], tenant_id: uuid.UUID, settings: Settings) -> str:
+    """The tenant's secret as stored: encrypted, never in plaintext."""
     with sessions() as session:
-        return session.scalars(
-            select(WebhookSecret.secret).where(WebhookSecret.tenant_id == tenant_id)
+        row = session.scalars(
+            select(WebhookSecret).where(WebhookSecret.tenant_id == tenant_id)
         ).one()
+    assert row.secret is None and row.ciphertext is not None
+    plaintext = SecretBox.from_settings(settings).decrypt(row.ciphertext)
+    assert plaintext not in row.ciphertext
+    return plaintext
 
 
 @pytest.fixture
@@ -95,12 +101,13 @@ def test_a_delivery_is_signed_and_recorded(
     receiver: Receiver,
     deliverer: Deliverer,
     sessions: sessionmaker[Session],
+    settings: Settings,
 ) -> None:
     job_id = finished_job(api, receiver.url("/ok"))
     deliverer.deliver_due()
     [request] = receiver.on("/ok")
     secret = api.client.get("/v1/webhooks/secret", headers=api.auth).json()["secret"]
-    assert secret == secret_of(sessions, tenant)
+    assert secret == secret_of(sessions, tenant, settings)
     signature = request.headers["Farm-Signature"]
     assert verify(secret, signature, request.body, now=time.time())
     assert not verify(secret, signature, request.body.replace(b"cancelled", b"succeeded"), now=0)
@@ -123,6 +130,7 @@ def test_a_receiver_that_fails_twice_gets_one_success_after_three_attempts(
     receiver: Receiver,
     deliverer: Deliverer,
     sessions: sessionmaker[Session],
+    settings: Settings,
 ) -> None:
     receiver.scripts["/flaky"] = [500, 500, 200]
     job_id = finished_job(api, receiver.url("/flaky"))
@@ -133,7 +141,7 @@ def test_a_receiver_that_fails_twice_gets_one_success_after_three_attempts(
     assert [r.headers["Farm-Delivery-Attempt"] for r in requests] == ["1", "2", "3"]
     assert len({r.headers["Farm-Event-Id"] for r in requests}) == 1
     assert len({r.body for r in requests}) == 1  # the same bytes each time, signed afresh
-    secret = secret_of(sessions, tenant)
+    secret = secret_of(sessions, tenant, settings)
     assert all(
         verify(secret, r.headers["Farm-Signature"], r.body, now=time.time()) for r in requests
     )

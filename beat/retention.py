@@ -1,0 +1,38 @@
+"""The retention thread of ``farm beat``: a sweep every ``FARM_RETENTION_SWEEP_INTERVAL_S``
+(models/service/retention.py: expire, empty deleted folders, encrypt old secrets)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.infra.settings import Settings
+from models.infra.storage import Storage
+from models.service.retention import RetentionSweep
+
+log = logging.getLogger(__name__)
+
+
+class RetentionLoop:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], storage: Storage
+    ) -> None:
+        self.interval_s = settings.retention_sweep_interval_s
+        self.sweeper = RetentionSweep(settings, sessions, storage)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                result = self.sweeper.sweep()
+                if result.expired_jobs or result.deleted_objects:
+                    log.info(
+                        "retention: %d job(s) expired, %d object(s) deleted from %d folder(s)",
+                        result.expired_jobs,
+                        result.deleted_objects,
+                        result.emptied_folders,
+                    )
+            except Exception:  # the database or the store is away: the next pass retries
+                log.exception("retention sweep failed")
+            stop.wait(self.interval_s)
