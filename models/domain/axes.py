@@ -21,8 +21,19 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, Discriminator, Field, StrictFloat, StrictInt, StrictStr, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+)
 
+from models.domain.loras import LORA_NAME, LORA_WEIGHT_LIMIT, MAX_LORAS_PER_SET, LoraSet, LoraUse
 from models.domain.samplers import canonical_sampler
 from models.domain.text import check_text
 
@@ -109,6 +120,44 @@ StyleAxis = Annotated[
 WildcardName = Annotated[StrictStr, Field(pattern=r"^[\w\-/.]+$", max_length=200)]
 WildcardAxes = Annotated[
     list[WildcardName], Field(min_length=1, max_length=8), AfterValidator(distinct)
+]
+
+
+class LoraSpec(BaseModel):
+    """A LoRA a request names: one the operator enabled (``GET /v1/loras``), and its weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[StrictStr, Field(pattern=LORA_NAME, max_length=200)]
+    weight: Annotated[
+        StrictFloat, Field(ge=-LORA_WEIGHT_LIMIT, le=LORA_WEIGHT_LIMIT), AfterValidator(_finite)
+    ] = 1.0
+
+    def use(self) -> LoraUse:
+        return LoraUse(self.name, self.weight)
+
+
+def _distinct_names(loras: list[LoraSpec]) -> list[LoraSpec]:
+    distinct([lora.name for lora in loras])
+    return loras
+
+
+def lora_set(loras: list[LoraSpec]) -> LoraSet:
+    """A spec's set as a cell holds it: sorted by name."""
+    return tuple(sorted((lora.use() for lora in loras), key=lambda u: u.name))
+
+
+def _distinct_sets(sets: list[list[LoraSpec]]) -> list[list[LoraSpec]]:
+    distinct([lora_set(s) for s in sets])
+    return sets
+
+
+LoraList = Annotated[
+    list[LoraSpec], Field(max_length=MAX_LORAS_PER_SET), AfterValidator(_distinct_names)
+]
+# Each value a set of LoRAs (``[]``: none); every cell takes one (models/domain/loras.py).
+LoraSetsAxis = Annotated[
+    list[LoraList], Field(min_length=1, max_length=100), AfterValidator(_distinct_sets)
 ]
 # A1111's "Prompt S/R": the first value is searched for, every value replaces it.
 PromptReplaceAxis = Annotated[

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from models.domain.loras import LoraUse, from_plain, plain
 from models.domain.samplers import a1111_name, canonical_sampler
 
 _KEY: Final = "farm"  # the dataclass field metadata key these helpers use
@@ -49,6 +50,9 @@ class FieldInfo:
     read: Callable[[str], Any] = str
     # Written even when it has its default (a receipt a reader must not have to guess).
     write_default: bool = False
+    # Its JSON form and back, for a value that is not one already (stored rows, manifest).
+    to_json: Callable[[Any], Any] | None = None
+    from_json: Callable[[Any], Any] | None = None
 
 
 def render_field(
@@ -59,8 +63,10 @@ def render_field(
     write: Callable[[Any], str] = str,
     read: Callable[[str], Any] = str,
     write_default: bool = False,
+    to_json: Callable[[Any], Any] | None = None,
+    from_json: Callable[[Any], Any] | None = None,
 ) -> Any:
-    info = FieldInfo(varies_in_shard, infotext, write, read, write_default)
+    info = FieldInfo(varies_in_shard, infotext, write, read, write_default, to_json, from_json)
     return field(default=default, metadata={_KEY: info})
 
 
@@ -108,6 +114,13 @@ class RenderParams:
     # prompt, no "Styles array") and its combinatorial wildcard values, as a JSON object.
     style: str | None = render_field(None, varies_in_shard=True)
     wildcard_values: str | None = render_field(None, varies_in_shard=True)
+    # LoRA adapters (models/domain/loras.py): the set the cell renders with (the job's
+    # ``loras``, its ``lora_sets`` value and its prompt's <lora:...> tags, by name, each
+    # with its file's hash), and its ``lora_sets`` axis value (None: no such axis).
+    # Shared in a shard: one set of adapters is active per pipeline call. The infotext
+    # writes them A1111's way (infotext.py: tags in the prompt, "Lora hashes").
+    loras: tuple[LoraUse, ...] = render_field((), to_json=plain, from_json=from_plain)
+    lora_sets: tuple[LoraUse, ...] | None = render_field(None, to_json=plain, from_json=from_plain)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -150,9 +163,21 @@ def render_params(cell: RenderParams) -> RenderParams:
     return RenderParams(**dict(zip(RENDER_FIELDS, _render_values(cell), strict=True)))
 
 
+def json_value(name: str, value: Any) -> Any:
+    """A field's value as JSON holds it (a LoRA set: a list of objects)."""
+    info = FIELD_INFO.get(name)
+    return info.to_json(value) if info is not None and info.to_json is not None else value
+
+
+def from_json_value(name: str, value: Any) -> Any:
+    info = FIELD_INFO.get(name)
+    return info.from_json(value) if info is not None and info.from_json is not None else value
+
+
 def cell_values(cell: Cell) -> dict[str, Any]:
-    """A cell's fields by name, in declaration order (the manifest, the images API)."""
-    return {name: getattr(cell, name) for name in CELL_FIELDS}
+    """A cell's fields by name, in declaration order, as JSON holds them (the manifest,
+    the images API)."""
+    return {name: json_value(name, getattr(cell, name)) for name in CELL_FIELDS}
 
 
 def viewer_fields() -> list[tuple[str, str]]:

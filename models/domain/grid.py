@@ -21,6 +21,16 @@ from models.domain.animagine import DEFAULT_NEGATIVE_PROMPT
 from models.domain.axes import as_list
 from models.domain.buckets import parse_bucket
 from models.domain.cells import Cell, render_key
+from models.domain.loras import (
+    LoraError,
+    LoraSet,
+    LoraUnavailable,
+    adapter_key,
+    merge_loras,
+    plain,
+    prompt_loras,
+    with_hashes,
+)
 from models.domain.prompt_pipeline import (
     DEFAULT_LIBRARY,
     CellTexts,
@@ -49,6 +59,8 @@ class ResolvedGrid:
     # the values of each combinatorial wildcard (an axis each, in the spec's order).
     styles: dict[str, Style] = field(default_factory=dict)
     wildcard_axes: dict[str, list[str]] = field(default_factory=dict)
+    # The sha256 of each LoRA file the spec's loras and lora_sets name, as enabled then.
+    lora_hashes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (``jobs.grid``): the settings sit beside the axes."""
@@ -64,11 +76,21 @@ class ResolvedGrid:
                 name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt}
                 for name, s in self.styles.items()
             },
-            **self.settings,
+            "lora_hashes": self.lora_hashes,
+            **{k: json_setting(v) for k, v in self.settings.items()},
         }
 
     def texts(self) -> GridTexts:
         return GridTexts(self.prompts, self.negative_prompt, self.styles, self.prompt_replace)
+
+
+def json_setting(value: Any) -> Any:
+    """A setting as JSON holds it: a LoRA set (a tuple of uses) as a list of objects."""
+    if isinstance(value, tuple):
+        return plain(value)
+    if isinstance(value, list):
+        return [json_setting(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,7 @@ class ShardPlan:
     index: int
     bucket: str
     cell_indices: list[int]
+    adapters: str = ""  # models.domain.loras.adapter_key of its cells' LoRA set
 
 
 def resolve(
@@ -90,6 +113,11 @@ def resolve(
     missing += [f"__{n}__" for n in spec.wildcard_axes or [] if n not in library.wildcards]
     if missing:
         raise SpecError([FieldError("prompts", f"unknown style or wildcard {missing[0]!r}")])
+    named = [*spec.loras, *(u for s in spec.lora_sets or [] for u in s)]
+    try:
+        hashes = {u.name: library.loras[u.name].sha256 for u in named}
+    except (KeyError, LoraUnavailable) as exc:
+        raise SpecError([FieldError("loras", f"LoRA {exc} cannot be used")]) from None
     return ResolvedGrid(
         prompts=[compose(p, quality_tags=quality, position=position) for p in spec.prompts],
         negative_prompt=negative,
@@ -100,6 +128,7 @@ def resolve(
         settings=spec.render_settings(),
         styles={n: library.styles[n] for n in spec.style_list()},
         wildcard_axes={n: list(library.wildcards[n]) for n in spec.wildcard_axes or []},
+        lora_hashes=hashes,
     )
 
 
@@ -144,6 +173,7 @@ def expand(grid: ResolvedGrid, library: PromptLibrary = DEFAULT_LIBRARY) -> list
     buckets = {name: parse_bucket(name) for name in grid.buckets}  # once, not per cell
     names = {name: bucket.name for name, bucket in buckets.items()}
     values: dict[Pinned, str] = {}  # each combination's JSON, made once
+    loras = CellLoras(grid, library)
     cells = []
     for key in cell_keys(grid):
         bucket = buckets[key.bucket]
@@ -168,10 +198,38 @@ def expand(grid: ResolvedGrid, library: PromptLibrary = DEFAULT_LIBRARY) -> list
                 seed=key.seed,
                 prompt_replace=grid.prompt_replace[key.variant] if grid.prompt_replace else None,
                 wildcard_values=values[key.pinned] if key.pinned else None,
-                **key.settings,
+                **{
+                    **key.settings,
+                    "loras": loras.of(key.settings["loras"], key.settings["lora_sets"], prompt),
+                },
             )
         )
     return cells
+
+
+class CellLoras:
+    """A cell's LoRA set: the job's, its ``lora_sets`` value's and its prompt's tags
+    (``models.domain.loras``), each with its file's hash; made once per distinct input."""
+
+    def __init__(self, grid: ResolvedGrid, library: PromptLibrary) -> None:
+        self.hashes = dict(grid.lora_hashes)
+        self.library = library
+        self._sets: dict[tuple[LoraSet, LoraSet | None, str], LoraSet] = {}
+
+    def of(self, job: LoraSet, axis: LoraSet | None, prompt: str) -> LoraSet:
+        key = (job, axis, prompt)
+        found = self._sets.get(key)
+        if found is None:
+            try:
+                tags = prompt_loras(prompt)
+                for use in tags:
+                    if use.name not in self.hashes:
+                        self.hashes[use.name] = self.library.loras[use.name].sha256
+                found = with_hashes(merge_loras(job, axis or (), tags), self.hashes)
+            except (LoraError, KeyError, LoraUnavailable) as exc:  # check_limits names them
+                raise SpecError([FieldError("prompts", f"LoRA: {exc}")]) from None
+            self._sets[key] = found
+        return found
 
 
 def plan_shards(cells: list[Cell], *, batch_size: int) -> list[ShardPlan]:
@@ -183,5 +241,8 @@ def plan_shards(cells: list[Cell], *, batch_size: int) -> list[ShardPlan]:
     for group in groups.values():
         for start in range(0, len(group), batch_size):
             batch = group[start : start + batch_size]
-            shards.append(ShardPlan(len(shards), batch[0].bucket, [c.index for c in batch]))
+            plan = ShardPlan(
+                len(shards), batch[0].bucket, [c.index for c in batch], adapter_key(batch[0].loras)
+            )
+            shards.append(plan)
     return shards

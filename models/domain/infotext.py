@@ -19,6 +19,10 @@ not a bare number on purpose: A1111 reads a version below 1.6 as a request for i
 prompt-editing timelines and other backward-compatibility switches.
 
 The prompt is the cell's, with its prompt-editing syntax: A1111 schedules it the same way.
+LoRAs are written as A1111 writes them: a ``<lora:name:weight>`` tag in the prompt for
+each (the cell's own tags where they are; the job's ``loras`` and its ``lora_sets`` value
+appended) and ``Lora hashes: "name: 0123456789ab, ..."``, the first 12 hex digits of each
+file's tensor-data sha256 (A1111's and Civitai's short hash, which both look up).
 Values are quoted as A1111 quotes them (JSON, when they hold ``,`` ``:`` or a newline).
 """
 
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from models.domain.cells import DEFAULTS, FIELD_INFO, RENDER_FIELDS, RenderParams
+from models.domain.loras import LoraError, LoraUse, lora_tag, prompt_loras
 from models.domain.samplers import canonical_sampler
 
 HIRES_UPSCALER: Final = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
@@ -98,6 +103,9 @@ def _fields(p: RenderParameters) -> list[tuple[str, str]]:
             fields.append(("Model", _quote(p.model)))
     if p.hires_scale is not None:
         fields.append(("Hires upscaler", _quote(HIRES_UPSCALER)))
+    if p.loras:
+        hashes = ", ".join(f"{u.name}: {u.short_hash or ''}" for u in p.loras)
+        fields.append(("Lora hashes", json.dumps(hashes, ensure_ascii=False)))
     if p.rng:
         fields.append(("RNG", _quote(p.rng)))
     if p.pad_conds:
@@ -107,9 +115,33 @@ def _fields(p: RenderParameters) -> list[tuple[str, str]]:
     return fields
 
 
+def _prompt_with_loras(p: RenderParameters) -> str:
+    """The prompt with a tag for each LoRA it does not spell itself (A1111 reads them)."""
+    try:
+        written = {u.name for u in prompt_loras(p.prompt)}
+    except LoraError:
+        written = set()
+    extra = [lora_tag(u) for u in p.loras if u.name not in written]
+    return " ".join([p.prompt, *extra])
+
+
 def format_infotext(p: RenderParameters) -> str:
     last = ", ".join(f"{k}: {v}" for k, v in _fields(p))
-    return f"{p.prompt}\nNegative prompt: {p.negative_prompt}\n{last}"
+    return f"{_prompt_with_loras(p)}\nNegative prompt: {p.negative_prompt}\n{last}"
+
+
+def _loras_of(prompt: str, hashes: str | None) -> tuple[LoraUse, ...]:
+    by_name = dict(
+        (name.strip(), value.strip())
+        for name, _, value in (pair.rpartition(":") for pair in (hashes or "").split(","))
+        if name
+    )
+    try:
+        uses = prompt_loras(prompt)
+    except LoraError:
+        return ()
+    found = {u.name: LoraUse(u.name, u.weight, by_name.get(u.name) or None) for u in uses}
+    return tuple(found[name] for name in sorted(found))
 
 
 def _unquote(value: str) -> str:
@@ -183,5 +215,6 @@ def parse_infotext(text: str) -> RenderParameters:
         rng=params.get("RNG"),
         pad_conds=params.get("Pad conds") == "True",
         version=params.get("Version"),
+        loras=_loras_of("\n".join(prompt_lines), params.get("Lora hashes")),
         **values,
     )

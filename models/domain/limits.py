@@ -9,7 +9,9 @@ so the same wildcard choices) and holds every limit on them:
 
 1. counts: prompts, seeds, steps, cells (the combinatorial wildcards count their values);
 2. names: styles, combinatorial wildcards and the wildcards each text uses exist, and the
-   wildcard syntax reads (a 422 naming the field and the name);
+   wildcard syntax reads; LoRAs (the spec's and each cell text's ``<lora:...>`` tags)
+   are enabled, built for the job's model, within the per-cell count (a 422 naming the
+   field and the name);
 3. length, per cell text, computed before each step builds it where it can (a 10 KB
    request must not make megabytes of text to find out it is too long); the distinct
    text of a job, together; a Prompt S/R search term must occur in a text;
@@ -22,11 +24,13 @@ the operator's prompt library, so the domain never imports configuration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from models.domain.axes import as_list
 from models.domain.grid import ResolvedGrid, cell_keys, resolve
+from models.domain.lora_limits import CellLoras, check_spec_loras
 from models.domain.prompt_chunks import EstimatedTokens, TokenCounter, count_chunks
 from models.domain.prompt_names import check_names
 from models.domain.prompt_pipeline import DEFAULT_LIBRARY, CellTexts, PromptLibrary, TextStepError
@@ -53,7 +57,11 @@ class Limits:
     max_bulk_jobs: int = 100
     webhook_allow_private: bool = False
     quality_tiers: frozenset[str] = frozenset({"exact", "standard"})  # what workers serve
-    library: PromptLibrary = field(default=DEFAULT_LIBRARY)  # styles and wildcard lists
+    library: PromptLibrary = field(default=DEFAULT_LIBRARY)  # styles, wildcards, LoRAs
+    max_loras_per_cell: int = 5
+    # Each model's base family (models/domain/loras.py ``base_family``): a LoRA built for
+    # another is refused. A model missing here (a simulation) takes any.
+    model_bases: Mapping[str, str | None] = field(default_factory=dict)
 
 
 class _Errors:
@@ -110,9 +118,15 @@ def check_job(
     _check_counts(spec, limits, errors)
     for name, reason in check_names(spec, limits.library):
         errors.add(name, reason)
+    model = spec.model or limits.default_model
+    loras = CellLoras(
+        limits.library.loras, limits.model_bases.get(model), limits.max_loras_per_cell
+    )
+    for name, reason in check_spec_loras(spec, loras):
+        errors.add(name, reason)
     errors.raise_any()
     grid = resolve(spec, default_model=limits.default_model, library=limits.library)
-    texts = _cell_texts(grid, limits, errors)
+    texts = _cell_texts(grid, limits, errors, loras)
     errors.raise_any()  # nothing below runs on texts that are too long
     chunks = _check_encoded(spec, texts, limits, counter or _ESTIMATE, errors)
     errors.raise_any()
@@ -152,7 +166,9 @@ def _check_counts(spec: JobSpec, limits: Limits, errors: _Errors) -> None:
         errors.add("model", f"unknown model {model!r}; enabled models: {enabled}")
 
 
-def _cell_texts(grid: ResolvedGrid, limits: Limits, errors: _Errors) -> dict[str, _Origin]:
+def _cell_texts(
+    grid: ResolvedGrid, limits: Limits, errors: _Errors, loras: CellLoras
+) -> dict[str, _Origin]:
     """Every cell's texts, built as the grid builds them with each length checked; the
     distinct ones with where they came from. Stops once the job's text is over its limit."""
     pipeline = CellTexts(grid.texts(), limits.library.wildcards, max_chars=limits.max_prompt_chars)
@@ -178,6 +194,11 @@ def _cell_texts(grid: ResolvedGrid, limits: Limits, errors: _Errors) -> dict[str
             negative = pipeline.replaced(before[1], key.variant, "negative")
         except TextStepError as exc:
             errors.add(field if exc.which == "prompt" else "negative_prompt", exc.reason)
+            continue
+        problem = loras.problem(key.settings, cell[0], negative)
+        if problem is not None:
+            which, reason = problem
+            errors.add(field if which == "prompt" else "negative_prompt", reason + after)
             continue
         for text, origin in (cell, (negative, _Origin("negative_prompt", after))):
             if text not in texts:

@@ -12,7 +12,9 @@
 
 The result is what the cell stores as its prompt and negative prompt. Prompt editing
 and alternation stay in it as text: the worker derives each step's text from it
-(``models.domain.prompt_schedule``); a later step (A1111's ``<lora:...>``) slots in here.
+(``models.domain.prompt_schedule``). A1111's ``<lora:name:weight>`` tags stay in it too:
+the cell's LoRA set is read from them (``models.domain.loras``), and the schedule takes
+them out of the text that is encoded.
 
 Each step is linear in its input and memoised on what it depends on, so a grid of
 10,000 cells builds each distinct text once. Given ``max_chars``, a step computes its
@@ -26,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from models.domain.loras import NO_LORAS, LoraCatalog
 from models.domain.styles import (
     ANIMAGINE_STYLES,
     PLACEHOLDER,
@@ -48,10 +51,12 @@ Pinned = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class PromptLibrary:
-    """The operator's styles and wildcard lists (models/infra/prompt_library.py loads them)."""
+    """The operator's styles, wildcard lists (models/infra/prompt_library.py loads them)
+    and LoRAs (models/infra/loras.py), the names a prompt may use."""
 
     styles: Mapping[str, Style] = field(default_factory=dict)
     wildcards: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    loras: LoraCatalog = NO_LORAS
 
 
 DEFAULT_LIBRARY: Final = PromptLibrary(styles={s.name: s for s in ANIMAGINE_STYLES})

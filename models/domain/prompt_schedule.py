@@ -25,7 +25,8 @@ The hi-res pass has its own timeline (web UI >= 1.6, "new" scheduling): a ``when
 the second pass), one without is read as ``when - first pass steps``; what the first pass
 switched stays switched.
 
-The grammar itself is read in ``models.domain.prompt_editing``.
+The grammar itself is read in ``models.domain.prompt_editing``. A1111's extra networks
+(``<lora:...>``) are taken out of the text before it is scheduled (``prompt_schedule``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from models.domain.loras import without_extra_networks
 from models.domain.prompt_editing import Alternate, Item, Scheduled, parse_schedule
 from models.domain.samplers import total_steps
 
@@ -106,7 +108,11 @@ def prompt_schedule(
 ) -> Schedule:
     """The web UI's schedule for ``text`` over ``steps`` sampler steps; with
     ``hires_steps``, the hi-res pass's schedule (``steps``: the first pass's).
-    ``budget`` is charged for the texts built (``ScheduleTooLong`` past it)."""
+    ``budget`` is charged for the texts built (``ScheduleTooLong`` past it).
+
+    Extra networks (``<lora:name:weight>``) are taken out first, as A1111 does before it
+    schedules: what is encoded never holds them, wherever they were written."""
+    text = without_extra_networks(text)
     items = parse_schedule(text)
     length = steps if hires_steps is None else hires_steps
     if items is None:

@@ -26,6 +26,8 @@ from models.domain.animagine import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS
 from models.domain.axes import (
     GRID_AXIS,
     GuidanceAxis,
+    LoraList,
+    LoraSetsAxis,
     PromptReplaceAxis,
     QualityTierAxis,
     SamplerAxis,
@@ -33,6 +35,7 @@ from models.domain.axes import (
     StyleAxis,
     WildcardAxes,
     as_list,
+    lora_set,
 )
 from models.domain.buckets import DEFAULT_BUCKET, parse_bucket
 from models.domain.cells import RENDER_FIELDS
@@ -90,7 +93,8 @@ class JobSpec(BaseModel):
     """A prompt grid: every combination of its axes is one image (a *cell*).
 
     Axes, outermost first: prompts, buckets, seeds, prompt_replace, the combinatorial
-    wildcards, style, sampler, steps, guidance_scale (see ``models.domain.axes``).
+    wildcards, style, lora_sets, sampler, steps, guidance_scale, quality_tier (see
+    ``models.domain.axes``).
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -108,6 +112,9 @@ class JobSpec(BaseModel):
     # The setting axes, in grid order (outermost first): the order is part of the
     # contract, since it fixes every cell's index.
     style: Annotated[StyleAxis | None, GRID_AXIS] = None  # a name (models/domain/styles.py)
+    # LoRA sets, one per value ([] = none); ``loras`` applies to every cell. Names are
+    # the operator's (FARM_LORAS); <lora:name:weight> in a prompt works too.
+    lora_sets: Annotated[LoraSetsAxis | None, GRID_AXIS] = None
     sampler: SamplerAxis = DEFAULT_SAMPLER
     steps: StepsAxis = DEFAULT_STEPS
     guidance_scale: GuidanceAxis = DEFAULT_GUIDANCE_SCALE
@@ -117,6 +124,7 @@ class JobSpec(BaseModel):
     prompt_replace: PromptReplaceAxis | None = None
     # Wildcard lists that are axes: every value once (the others resolve at random).
     wildcard_axes: WildcardAxes | None = None
+    loras: LoraList = Field(default_factory=list)
     emphasis: Emphasis = "original"
     hires: HiresSpec | None = None
     model: StrictStr | None = None
@@ -165,6 +173,9 @@ class JobSpec(BaseModel):
         value, or a list of values for a setting axis (``SETTING_AXES``)."""
         settings: dict[str, Any] = {name: getattr(self, name) for name in SETTING_AXES}
         settings.update((name, getattr(self, name)) for name in JOB_SETTINGS)
+        settings["loras"] = lora_set(self.loras)
+        sets = self.lora_sets
+        settings["lora_sets"] = None if sets is None else [lora_set(s) for s in sets]
         hires = self.hires
         settings["hires_scale"] = None if hires is None else hires.scale
         settings["hires_strength"] = None if hires is None else hires.strength

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from models.domain.axes import QUALITY_TIERS
 from models.domain.limits import Limits
 from models.domain.model_sources import parse_model_source
 from models.domain.prompt_pipeline import PromptLibrary
+from models.infra.loras import FileLoraCatalog, LoraConfig, lora_configs
 from models.infra.prompt_library import load_prompt_library
 
 DEFAULT_DATA_DIR = Path("farm-data")
@@ -78,6 +80,16 @@ class Settings(BaseSettings):
     # Animagine demo's presets) and Dynamic Prompts wildcard lists (empty: none).
     styles_file: Path | None = None
     wildcards_dir: Path | None = None
+    # LoRAs a request may name (docs/PROMPTS.md, "LoRA adapters"): a JSON object of
+    # name -> source (a .safetensors file, a diffusers LoRA folder, a Hub id) or
+    # name -> {"source", "base_model", "trigger_words", "url"}. Empty: none.
+    loras: dict[str, LoraConfig] = Field(default_factory=dict)
+    max_loras_per_cell: int = 5
+    lora_cache_mb: int = 2048  # LoRA weights a worker keeps in host memory, all renderers
+    lora_device_mb: int = 1024  # LoRA weights one renderer keeps loaded on its device
+    # Shards the claim looks ahead for one whose LoRA set the worker has active (0: off),
+    # and how many claims in a row it may prefer one over fair share's job.
+    lora_affinity_lookahead: int = 8
 
     # Worker behaviour and fault tolerance.
     visibility_timeout_s: int = 4 * 3600  # above the longest shard
@@ -143,6 +155,11 @@ class Settings(BaseSettings):
             return json.loads(value)
         return value
 
+    @field_validator("loras", mode="before")
+    @classmethod
+    def _parse_loras(cls, value: Any) -> Any:
+        return lora_configs(json.loads(value) if isinstance(value, str) else value)
+
     @model_validator(mode="after")
     def _models_can_load(self) -> Settings:
         """A configuration that cannot work fails here, at start, saying what to set.
@@ -188,7 +205,28 @@ class Settings(BaseSettings):
 
     @property
     def prompt_library(self) -> PromptLibrary:
-        return load_prompt_library(self.styles_file, self.wildcards_dir)
+        library = load_prompt_library(self.styles_file, self.wildcards_dir)
+        if not self.loras:
+            return library
+        return replace(library, loras=self.lora_catalog)
+
+    @property
+    def lora_catalog(self) -> FileLoraCatalog:
+        """One per Settings: what it hashed stays hashed (models/infra/loras.py)."""
+        catalog = self.__dict__.get("_lora_catalog")
+        if catalog is None:
+            catalog = FileLoraCatalog(self.loras, self.models_dir)
+            self.__dict__["_lora_catalog"] = catalog
+        return catalog
+
+    @property
+    def model_bases(self) -> dict[str, str | None]:
+        """Each enabled model's family, for the LoRAs built for it (a simulation: any)."""
+        kinds = {name: parse_model_source(source).kind for name, source in self.models.items()}
+        return {
+            name: None if kind == "simulated" else "tiny-sdxl" if kind == "tiny" else "sdxl"
+            for name, kind in kinds.items()
+        }
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -237,6 +275,8 @@ class Settings(BaseSettings):
             webhook_allow_private=self.webhook_allow_private,
             quality_tiers=frozenset(self.served_tiers),
             library=self.prompt_library,
+            max_loras_per_cell=self.max_loras_per_cell,
+            model_bases=self.model_bases,
         )
 
     @property
