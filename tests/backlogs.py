@@ -9,7 +9,7 @@ depend on ``uuid4``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
@@ -22,6 +22,7 @@ MODEL = "equivalence-model"
 OTHER_MODEL = "equivalence-other"  # its shards must never be chosen nor counted
 BASE = datetime(2030, 1, 1, tzinfo=UTC)
 PRIORITIES = ("high", "normal", "bulk")
+ADAPTERS = ("", "style-a@0123456789ab", "style-b@ba9876543210")  # shards' LoRA sets
 
 
 def at(seconds: int) -> datetime:
@@ -38,6 +39,7 @@ class ShardPlan:
     available_s: int | None  # backoff: claimable from BASE + this
     other_model: bool
     cells: int
+    adapters: str = ""  # the LoRA set of its cells (models.domain.loras.adapter_key)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,9 @@ def backlogs(draw: st.DrawFn, *, finishing: bool = False) -> Backlog:
         )
         n_tenants, n_jobs = 1, draw(st.integers(1, 2))
     else:
-        shard = _shard_kinds | _backoff
+        shard = (_shard_kinds | _backoff).flatmap(
+            lambda plan: st.sampled_from(ADAPTERS).map(lambda a: replace(plan, adapters=a))
+        )
         n_tenants, n_jobs = draw(st.integers(1, 4)), draw(st.integers(2, 8))
     tenants = draw(
         st.lists(st.tuples(_offset, _last_claim), min_size=n_tenants, max_size=n_tenants)
@@ -170,6 +174,7 @@ def _add_job(session: Session, job_id: uuid.UUID, tenant_id: uuid.UUID, plan: Jo
                 status=shard.status,
                 claimed_by="elsewhere" if shard.status == ShardStatus.RUNNING else None,
                 available_at=maybe_at(shard.available_s),
+                adapters=shard.adapters,
                 created_at=BASE,
                 updated_at=BASE,
             )

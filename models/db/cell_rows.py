@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from models.db.copy import copy_field
 from models.db.tables import Item
-from models.domain.cells import CELL_FIELDS, DEFAULTS, Cell
+from models.domain.cells import (
+    CELL_FIELDS,
+    DEFAULTS,
+    JSON_FIELDS,
+    Cell,
+    from_json_value,
+    json_value,
+)
 from models.domain.status import CellStatus
 
 # COPY column order: what changes from cell to cell first, then the fields that repeat
@@ -39,7 +46,8 @@ def copy_lines(job_id: uuid.UUID, cells: list[Cell], shard_of: Mapping[int, int]
         values = _repeated(c)
         rest = formatted.get(values)
         if rest is None:
-            rest = formatted[values] = "\t".join(map(copy_field, values))
+            fields = (json_value(n, v) for n, v in zip(_REPEATED, values, strict=True))
+            rest = formatted[values] = "\t".join(map(copy_field, fields))
         lines.append(f"{job}\t{shard_of[c.index]}\t{c.index}\t{c.seed}\t{rest}\t{_QUEUED}\t0\n")
     return "".join(lines)
 
@@ -52,7 +60,7 @@ def insert_rows(
         {
             "job_id": job_id,
             "shard_index": shard_of[c.index],
-            **{name: getattr(c, name) for name in CELL_FIELDS},
+            **{name: json_value(name, getattr(c, name)) for name in CELL_FIELDS},
             "status": _QUEUED,
             "attempts": 0,
         }
@@ -67,6 +75,7 @@ def cell_of(row: Mapping[Any, Any]) -> Cell:
         name: DEFAULTS[name] if row[name] is None and name in DEFAULTS else row[name]
         for name in CELL_FIELDS
     }
+    values.update((n, from_json_value(n, values[n])) for n in JSON_FIELDS)
     return Cell(**values)
 
 

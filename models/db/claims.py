@@ -9,13 +9,13 @@ another already did. On Postgres both run inside ``farm_claim_shard()``
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, select, text, update
 from sqlalchemy.orm import Session
 
-from models.db.fair_share import next_shard_id
+from models.db.fair_share import next_shard
 from models.db.tables import Job, Shard, Tenant, utcnow
 from models.domain.status import JobStatus, ShardStatus
 
@@ -30,18 +30,28 @@ class ClaimedShard:
     index: int
     model: str
     attempts: int
+    passed_over: bool = False  # LoRA affinity took another job than fair share's first
 
 
 _CLAIM_SQL = text(
-    "SELECT id, job_id, tenant_id, index, model, attempts"
-    " FROM farm_claim_shard(:model, :worker, :lease_s, :now)"
+    "SELECT id, job_id, tenant_id, index, model, attempts, passed_over"
+    " FROM farm_claim_shard(:model, :worker, :lease_s, :now, :adapters, :lookahead)"
 )
 
 
 def claim_next_shard(
-    session: Session, *, model: str, worker: str, lease_s: int, now: datetime | None = None
+    session: Session,
+    *,
+    model: str,
+    worker: str,
+    lease_s: int,
+    now: datetime | None = None,
+    adapters: str | None = None,
+    lookahead: int = 0,
 ) -> ClaimedShard | None:
     """Take the shard fair share says is next for ``model``: queued -> running, leased.
+    ``adapters``: the LoRA set the worker has active, preferred within ``lookahead``
+    (models/db/fair_share.py).
 
     On Postgres one round trip: ``farm_claim_shard()`` (models/db/sql/) runs the same
     steps as ``claim_next_shard_stepwise``, which SQLite uses.
@@ -49,24 +59,45 @@ def claim_next_shard(
     now = now or utcnow()
     if session.get_bind().dialect.name != "postgresql":
         return claim_next_shard_stepwise(
-            session, model=model, worker=worker, lease_s=lease_s, now=now
+            session,
+            model=model,
+            worker=worker,
+            lease_s=lease_s,
+            now=now,
+            adapters=adapters,
+            lookahead=lookahead,
         )
-    params = {"model": model, "worker": worker, "lease_s": lease_s, "now": now}
+    params = {
+        "model": model,
+        "worker": worker,
+        "lease_s": lease_s,
+        "now": now,
+        "adapters": adapters,
+        "lookahead": lookahead,
+    }
     row = session.execute(_CLAIM_SQL, params).one_or_none()
     return None if row is None else ClaimedShard(*row)
 
 
 def claim_next_shard_stepwise(
-    session: Session, *, model: str, worker: str, lease_s: int, now: datetime
+    session: Session,
+    *,
+    model: str,
+    worker: str,
+    lease_s: int,
+    now: datetime,
+    adapters: str | None = None,
+    lookahead: int = 0,
 ) -> ClaimedShard | None:
     """The claim as statements from Python: fair share's choice, then ``_claim``."""
     for _ in range(CLAIM_TRIES):
-        shard_id = next_shard_id(session, model=model, now=now)
-        if shard_id is None:
+        found = next_shard(session, model=model, now=now, adapters=adapters, lookahead=lookahead)
+        if found is None:
             return None
+        shard_id, passed_over = found
         claimed = _claim(session, shard_id=shard_id, worker=worker, lease_s=lease_s, now=now)
         if claimed is not None:
-            return claimed
+            return replace(claimed, passed_over=passed_over)
     return None
 
 

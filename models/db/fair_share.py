@@ -13,6 +13,12 @@ duplicated:
    behind a 50,000-cell one;
 4. that job's lowest shard id.
 
+LoRA affinity (``adapters``: the set the worker has active) changes steps 3 and 4 only:
+among the tenant's first ``lookahead`` jobs in that order, and the first ``lookahead``
+queued shards of each, the first shard of the worker's set is taken, else step 4's.
+Priority and tenant are never traded for it; the worker bounds how many claims in a row
+may pass over fair share's job (worker/shard_runner.py).
+
 Every step is an index walk on ``ix_shards_claim`` (a loose index scan for
 the distinct tenants and jobs), so the cost does not grow with the backlog.
 """
@@ -68,9 +74,9 @@ def _running(session: Session, model: str, column: Any, ids: list[uuid.UUID]) ->
     return dict(rows.all())
 
 
-def _least_served(
+def _ranked(
     session: Session, model: str, ids: list[uuid.UUID], shard_column: Any, table: Any
-) -> uuid.UUID:
+) -> list[uuid.UUID]:
     running = _running(session, model, shard_column, ids)
     served = {
         row.id: (row.last_claim_at or _EPOCH, row.created_at)
@@ -78,12 +84,33 @@ def _least_served(
             select(table.id, table.last_claim_at, table.created_at).where(table.id.in_(ids))
         )
     }
-    # Fewest rendering now, then least recently served, then oldest.
-    return min(ids, key=lambda i: (running.get(i, 0), *served[i]))
+    # Fewest rendering now, then least recently served, then oldest (a stable sort keeps
+    # the candidates' order for ties, as the SQL's ordinality does).
+    return sorted(ids, key=lambda i: (running.get(i, 0), *served[i]))
+
+
+def _least_served(
+    session: Session, model: str, ids: list[uuid.UUID], shard_column: Any, table: Any
+) -> uuid.UUID:
+    return _ranked(session, model, ids, shard_column, table)[0]
 
 
 def next_shard_id(session: Session, *, model: str, now: datetime) -> int | None:
     """The shard a worker for ``model`` should take now (the caller claims it)."""
+    found = next_shard(session, model=model, now=now)
+    return None if found is None else found[0]
+
+
+def next_shard(
+    session: Session,
+    *,
+    model: str,
+    now: datetime,
+    adapters: str | None = None,
+    lookahead: int = 0,
+) -> tuple[int, bool] | None:
+    """The shard a worker for ``model`` with ``adapters`` active should take now, and
+    whether it passed over fair share's job for it (the caller claims it)."""
     available = _available(model, now)
     priority = session.scalar(select(func.min(Shard.priority_rank)).where(*available))
     if priority is None:
@@ -102,8 +129,20 @@ def next_shard_id(session: Session, *, model: str, now: datetime) -> int | None:
     jobs = _distinct(session, Shard.job_id, of_tenant)
     if not jobs:
         return None
-    job = jobs[0] if len(jobs) == 1 else _least_served(session, model, jobs, Shard.job_id, Job)
+    ranked = jobs if len(jobs) == 1 else _ranked(session, model, jobs, Shard.job_id, Job)
     # No row lock here: the claim locks the job row first (the lock order every
     # writer follows: job, then shards, then cells), then re-checks the shard.
-    query = select(Shard.id).where(*of_tenant, Shard.job_id == job).order_by(Shard.id).limit(1)
-    return session.scalar(query)
+    if adapters is not None and lookahead > 0:
+        for job in ranked[:lookahead]:
+            window = session.execute(
+                select(Shard.id, Shard.adapters)
+                .where(*of_tenant, Shard.job_id == job)
+                .order_by(Shard.id)
+                .limit(lookahead)
+            ).all()
+            match = next((row.id for row in window if row.adapters == adapters), None)
+            if match is not None:
+                return match, job != ranked[0]
+    query = select(Shard.id).where(*of_tenant, Shard.job_id == ranked[0])
+    shard = session.scalar(query.order_by(Shard.id).limit(1))
+    return None if shard is None else (shard, False)

@@ -143,6 +143,7 @@ def _create_job(
             "bucket": s.bucket,
             "size": len(s.cell_indices),
             "priority_rank": priority.rank,
+            "adapters": s.adapters,
             "status": ShardStatus.QUEUED.value,
             "attempts": 0,
             "created_at": now,

@@ -140,6 +140,8 @@ def _info(f: dataclasses.Field[Any]) -> FieldInfo:
 RENDER_FIELDS: Final = tuple(f.name for f in dataclasses.fields(RenderParams))
 CELL_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Cell))  # render fields first
 FIELD_INFO: Final = {f.name: _info(f) for f in dataclasses.fields(RenderParams)}
+# The fields whose values are not JSON as they are (stored as JSON, read back with these).
+JSON_FIELDS: Final = tuple(n for n in RENDER_FIELDS if FIELD_INFO[n].from_json is not None)
 # The fields every cell of one shard shares: one pipeline call renders them.
 SHARED_FIELDS: Final = tuple(n for n in RENDER_FIELDS if not FIELD_INFO[n].varies_in_shard)
 DEFAULTS: Final = {

@@ -33,7 +33,7 @@ from models.db.tables import Item, Job, Shard, Tenant
 from models.db.webhook_tables import WebhookDelivery
 from models.domain.status import ShardStatus
 from models.infra.settings import normalize_database_url
-from tests.backlogs import BASE, MODEL, Backlog, backlogs, build
+from tests.backlogs import ADAPTERS, BASE, MODEL, Backlog, backlogs, build
 
 EXAMPLES = settings(
     max_examples=100,
@@ -97,19 +97,42 @@ def _claim_state(session: Session, job_ids: list[uuid.UUID]) -> list[Any]:
     return [session.execute(query).all() for query in queries]
 
 
-def _play_claims(session: Session, job_ids: list[uuid.UUID], in_postgres: bool) -> list[Any]:
-    claim: Claim = claim_next_shard if in_postgres else claim_next_shard_stepwise
-    taken = [
-        claim(
-            session,
-            model=MODEL,
-            worker=f"w{step % 3}",
-            lease_s=60,
-            now=BASE + timedelta(seconds=2 * step),
-        )
-        for step in range(CLAIM_STEPS)
-    ]
-    return [taken, _claim_state(session, job_ids)]
+@dataclass(frozen=True)
+class Affinity:
+    """What each claim's worker has active (None: no preference), and how far it looks."""
+
+    active: tuple[str | None, ...]
+    lookahead: int
+
+
+NO_AFFINITY = Affinity((None,) * CLAIM_STEPS, 0)
+_affinities = st.builds(
+    Affinity,
+    active=st.lists(
+        st.sampled_from([None, *ADAPTERS]), min_size=CLAIM_STEPS, max_size=CLAIM_STEPS
+    ).map(tuple),
+    lookahead=st.integers(min_value=0, max_value=3),
+)
+
+
+def _play_claims(affinity: Affinity) -> Callable[[Session, list[uuid.UUID], bool], list[Any]]:
+    def play(session: Session, job_ids: list[uuid.UUID], in_postgres: bool) -> list[Any]:
+        claim: Claim = claim_next_shard if in_postgres else claim_next_shard_stepwise
+        taken = [
+            claim(
+                session,
+                model=MODEL,
+                worker=f"w{step % 3}",
+                lease_s=60,
+                now=BASE + timedelta(seconds=2 * step),
+                adapters=affinity.active[step],
+                lookahead=affinity.lookahead,
+            )
+            for step in range(CLAIM_STEPS)
+        ]
+        return [taken, _claim_state(session, job_ids)]
+
+    return play
 
 
 @EXAMPLES
@@ -117,7 +140,17 @@ def _play_claims(session: Session, job_ids: list[uuid.UUID], in_postgres: bool) 
 def test_the_claims_pick_the_same_shards_in_the_same_order(
     engine: Engine, backlog: Backlog
 ) -> None:
-    stepwise, in_postgres = _both_ways(engine, backlog, _play_claims)
+    stepwise, in_postgres = _both_ways(engine, backlog, _play_claims(NO_AFFINITY))
+    assert in_postgres == stepwise
+
+
+@EXAMPLES
+@given(backlog=backlogs(), affinity=_affinities)
+def test_with_lora_affinity_the_claims_pick_the_same_shards_in_the_same_order(
+    engine: Engine, backlog: Backlog, affinity: Affinity
+) -> None:
+    """v2's look-ahead (a worker's active LoRA set, ``lookahead`` jobs and shards deep)."""
+    stepwise, in_postgres = _both_ways(engine, backlog, _play_claims(affinity))
     assert in_postgres == stepwise
 
 

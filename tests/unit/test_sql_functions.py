@@ -41,6 +41,9 @@ PINNED = {
     SqlFunction("farm_claim_shard", 1): (
         "3c736be7a24e24a3e78f514b4299674f62875994981b0770ddeb0044bc5f1932"
     ),
+    SqlFunction("farm_claim_shard", 2): (
+        "c272b2394d6fb4c924271d0213a98d0c5e8e15ad72d5b96a5614e1660a876b4a"
+    ),
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
     ),
