@@ -131,11 +131,11 @@ def format_infotext(p: RenderParameters) -> str:
 
 
 def _loras_of(prompt: str, hashes: str | None) -> tuple[LoraUse, ...]:
-    by_name = dict(
-        (name.strip(), value.strip())
+    by_name = {
+        name.strip(): value.strip()
         for name, _, value in (pair.rpartition(":") for pair in (hashes or "").split(","))
         if name
-    )
+    }
     try:
         uses = prompt_loras(prompt)
     except LoraError:
