@@ -102,12 +102,12 @@ def local_file(source: LoraSource, cache_dir: Path) -> Path:
         from huggingface_hub import hf_hub_download
 
         try:
-            path = hf_hub_download(
+            downloaded = hf_hub_download(
                 source.location, source.filename, revision=source.revision, cache_dir=cache_dir
             )
         except Exception as exc:  # offline, gone, private: the reason, for the error
             raise LoraUnavailable(f"{source.location}: {exc}") from None
-        return Path(path)
+        return Path(downloaded)
     path = Path(source.location).expanduser()
     if source.kind == "folder":
         if not path.is_dir():
