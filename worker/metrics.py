@@ -39,6 +39,7 @@ from models.domain.status import JobStatus
 from models.infra import metric_names as names
 from models.infra.storage import Storage
 from worker.analysis import Analysis, ImageAnalyzer
+from worker.lora_adapters import active_adapters
 from worker.renderer import RenderBatch, Renderer, RendererFor, StopCheck
 from worker.tenant_cache import TenantCache
 
@@ -83,6 +84,10 @@ class TimedRenderer:
     def __init__(self, inner: Renderer) -> None:
         self.inner = inner
         self.model_name = inner.model_name
+
+    @property
+    def active_adapters(self) -> str | None:
+        return active_adapters(self.inner)
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
         started = time.perf_counter()

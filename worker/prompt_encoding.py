@@ -118,6 +118,10 @@ class PromptEncoder:
         self.force_zeros = bool(pipe.config.get("force_zeros_for_empty_prompt", False))
         self._empty: EncodedPrompt | None = None
 
+    def forget(self) -> None:
+        """Drop what was encoded: the text encoders changed (another LoRA set)."""
+        self._empty = None
+
     @property
     def encoders(self) -> list[tuple[Any, Any]]:
         """(tokenizer, text encoder) pairs, te1 first, as diffusers uses them."""

@@ -14,6 +14,7 @@ from models.domain.cells import RenderParams
 from models.domain.infotext import Receipt
 from worker.environment import farm_version
 from worker.hires import HiresParams, hires_size
+from worker.lora_adapters import PipelineAdapters, require_no_loras
 from worker.prompt_encoding import PromptEncoder, encode_distinct
 from worker.step_conds import Encoded, StepConds, cell_steps
 
@@ -103,6 +104,8 @@ class RendererFor(Protocol):
 
 
 class Renderer(Protocol):
+    """It may also tell the LoRA set it has active (worker/lora_adapters.py)."""
+
     model_name: str
 
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
@@ -159,8 +162,10 @@ class DiffusersRenderer:
         model_name: str,
         model_hash: str | None = None,
         tf32: bool | None = None,
+        adapters: PipelineAdapters | None = None,
     ) -> None:
         self.pipe = pipe
+        self.adapters = adapters  # None: no LoRA is enabled (FARM_LORAS is empty)
         self.model_name = model_name
         self.receipt = Receipt(model_hash=model_hash, rng="CPU", version=farm_version())
         self.tf32 = tf32  # set for each call (a process-wide switch); None: leave it
@@ -179,7 +184,16 @@ class DiffusersRenderer:
             self._schedulers[(sampler, stage)] = scheduler
         return self._schedulers[(sampler, stage)]
 
+    @property
+    def active_adapters(self) -> str | None:
+        return "" if self.adapters is None else self.adapters.active_key
+
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
+        # The shard's LoRA set first: the text encoders may carry adapters too.
+        if self.adapters is None:
+            require_no_loras(batch.first.loras)
+        elif self.adapters.activate(batch.first.loras):
+            self.encoder.forget()
         # Each distinct text of every step once for the whole shard, whatever the splits.
         steps = [cell_steps(cell) for cell in batch.cells]
         emphasis = batch.first.emphasis

@@ -18,6 +18,7 @@ from models.infra.settings import Settings
 from models.infra.storage import make_storage
 from worker.analysis import load_analyzers
 from worker.job_artifacts import JobArtifacts
+from worker.lora_store import LoraStore
 from worker.metrics import (
     MetricsListener,
     TimedStorage,
@@ -76,8 +77,18 @@ def tier_options_for(settings: Settings, device: str, tier: str) -> GpuOptions:
     return replace(options, vae=base.vae)
 
 
-def load_renderer(model_name: str, settings: Settings, tier: str = "standard") -> Renderer:
-    """Load the named model (operator configured name -> source) for ``tier``; keep it warm."""
+def lora_store(settings: Settings) -> LoraStore | None:
+    """The process's LoRA files in host memory (None: FARM_LORAS enables none)."""
+    if not settings.loras:
+        return None
+    return LoraStore(settings.loras, settings.models_dir, settings.lora_cache_mb * 2**20)
+
+
+def load_renderer(
+    model_name: str, settings: Settings, tier: str = "standard", loras: LoraStore | None = None
+) -> Renderer:
+    """Load the named model (operator configured name -> source) for ``tier``; keep it warm.
+    ``loras``: the process's LoRA store, shared by its renderers."""
     from models.domain.model_sources import parse_model_source
 
     if model_name not in settings.models:
@@ -104,8 +115,17 @@ def load_renderer(model_name: str, settings: Settings, tier: str = "standard") -
     # TF32 is a process-wide switch: the renderer sets it for each of its own calls, so
     # an exact and a standard renderer can share a worker.
     tf32 = options.tf32 if device.startswith("cuda") else None
+    from worker.lora_adapters import PipelineAdapters
+
+    adapters = None
+    if loras is not None:
+        adapters = PipelineAdapters(pipe, loras, max_bytes=settings.lora_device_mb * 2**20)
     renderer = DiffusersRenderer(
-        pipe, model_name=model_name, model_hash=a1111_model_hash(source), tf32=tf32
+        pipe,
+        model_name=model_name,
+        model_hash=a1111_model_hash(source),
+        tf32=tf32,
+        adapters=adapters,
     )
     warm_renderer(renderer, options, batch_size=settings.batch_size)  # compile before work
     return renderer
@@ -137,11 +157,13 @@ class RendererCache:
         self.settings = settings
         self._renderers = {(name, "standard"): r for name, r in (preloaded or {}).items()}
         self._lock = threading.Lock()
+        self.loras = lora_store(settings)  # shared by every renderer of the process
 
     def __call__(self, model: str, tier: str = "standard") -> Renderer:
         with self._lock:
             if (model, tier) not in self._renderers:
-                self._renderers[(model, tier)] = load_renderer(model, self.settings, tier)
+                renderer = load_renderer(model, self.settings, tier, self.loras)
+                self._renderers[(model, tier)] = renderer
             return self._renderers[(model, tier)]
 
 

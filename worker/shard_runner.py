@@ -23,6 +23,8 @@ from models.infra.settings import Settings
 from models.infra.storage import Storage
 from worker.analysis import ImageAnalyzer, analyze_images
 from worker.heartbeat import Heartbeat
+from worker.lora_adapters import active_adapters
+from worker.lora_store import LoraLoadError
 from worker.output import OutputStage
 from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted, split_batch
 from worker.shard_writer import RenderedShard, ShardListener, ShardWriter
@@ -66,6 +68,11 @@ class ShardRunner:
         self._held: dict[int, uuid.UUID] = {}  # shard id -> job id, claimed and unfinished
         self._cancelled: set[uuid.UUID] = set()
         self._lock = threading.Lock()
+        # LoRA affinity, per model: the set its renderer has active (None: unknown), and
+        # claims in a row that passed over fair share's job for it (bounded by the
+        # look-ahead, so a job of another set waits at most that many claims).
+        self._adapters: dict[str, str | None] = {}
+        self._passed_over: dict[str, int] = {}
         self.writer = ShardWriter(
             settings=settings,
             sessions=sessions,
@@ -95,13 +102,23 @@ class ShardRunner:
 
     def run_next(self, model: str) -> Outcome:
         """Claim the shard fair share picks for ``model``, render it, hand it to the writer."""
+        lookahead = self.settings.lora_affinity_lookahead
+        prefer = self._adapters.get(model)
+        if self._passed_over.get(model, 0) >= lookahead:
+            prefer = None  # fair share's job, this time
         with self.sessions.begin() as session:
             shard = claim_next_shard(
-                session, model=model, worker=self.worker_id, lease_s=self.settings.shard_lease_s
+                session,
+                model=model,
+                worker=self.worker_id,
+                lease_s=self.settings.shard_lease_s,
+                adapters=prefer,
+                lookahead=lookahead,
             )
             if shard is None:
                 return Outcome.NOTHING
             cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+        self._passed_over[model] = self._passed_over.get(model, 0) + 1 if shard.passed_over else 0
         self._hold(shard)
         indices = [c.index for c in cells]
         with log_context(job_id=str(shard.job_id), shard_id=shard.id, cells=indices):
@@ -125,10 +142,16 @@ class ShardRunner:
         started = time.perf_counter()
         try:
             rendered = self._render(renderer, shard, cells, should_stop)
+        except LoraLoadError as exc:  # every cell of the shard has the set: all fail
+            log.warning("shard %s: %s", shard.id, exc)
+            failures = [CellFailure(c.index, f"LoRA failed to load: {exc}") for c in cells]
+            rendered = RenderedShard(shard, [], [], 0, failures)
         except RenderInterrupted:
             log.info("job %s cancelled: stopped shard %s mid-render", shard.job_id, shard.id)
             self._release(shard)
             return Outcome.CANCELLED
+        finally:
+            self._adapters[shard.model] = active_adapters(renderer)
         render_ms = int((time.perf_counter() - started) * 1000)
         self._hand_off(
             RenderedShard(shard, rendered.cells, rendered.images, render_ms, rendered.failures)
@@ -144,7 +167,7 @@ class ShardRunner:
     ) -> RenderedShard:
         try:
             return RenderedShard(shard, cells, renderer.render(batch_of(cells), should_stop), 0)
-        except RenderInterrupted:
+        except (RenderInterrupted, LoraLoadError):
             raise
         except Exception as exc:
             if len(cells) == 1:
