@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -55,12 +56,16 @@ class PipelineAdapters:
     """The adapters one pipeline holds, and the set that is active."""
 
     def __init__(self, pipe: Any, store: LoraStore, *, max_bytes: int) -> None:
+        from worker.peft_compat import allow_text_encoder_adapters
+
+        allow_text_encoder_adapters(pipe)
         self.pipe = pipe
         self.store = store
         self.max_bytes = max_bytes
         self._loaded: OrderedDict[str, int] = OrderedDict()  # adapter -> bytes, LRU first
         self._active: LoraSet = ()
         self._enabled = False
+        self._stale = False  # a failed load left peft's active adapters unknown
         self.switches = 0  # changes of the active set (weights aside)
         self.loads = 0  # adapters loaded into the pipeline
         self.last_switch_s = 0.0
@@ -72,7 +77,7 @@ class PipelineAdapters:
 
     def activate(self, loras: LoraSet) -> bool:
         """Make ``loras`` the active set; whether anything changed."""
-        if loras == self._active:
+        if loras == self._active and not self._stale:
             return False
         started = time.perf_counter()
         if adapter_key(loras) != self.active_key:
@@ -83,10 +88,11 @@ class PipelineAdapters:
                 self.pipe.enable_lora()
                 self._enabled = True
             self.pipe.set_adapters(names, adapter_weights=[use.weight for use in loras])
-        elif self._enabled:
+        elif self._enabled or self._stale:
             self.pipe.disable_lora()
             self._enabled = False
         self._active = loras
+        self._stale = False
         self._evict(keep=set(names))
         self.last_switch_s = time.perf_counter() - started
         return True
@@ -98,21 +104,35 @@ class PipelineAdapters:
             return name
         lora = self.store.get(use)
         try:
-            self.pipe.load_lora_weights(lora.tensors, adapter_name=name)
+            with warnings.catch_warnings():
+                # peft notes every adapter after the first: that is what the farm wants.
+                warnings.filterwarnings("ignore", "Already found a `peft_config`")
+                # A failed load cleans up after itself, saying so.
+                warnings.filterwarnings("ignore", "Adapter .* was active which is now deleted")
+                self.pipe.load_lora_weights(lora.tensors, adapter_name=name)
         except Exception as exc:  # shapes of another model, not a LoRA: fail the cells
             self._forget(name)
             raise LoraLoadError(f"LoRA {use.name!r} does not load on this model: {exc}") from None
+        if name not in self._held():
+            self._stale = True
+            raise LoraLoadError(f"LoRA {use.name!r} matches no layer of this model")
         self._loaded[name] = lora.nbytes
         self.loads += 1
         # A new adapter starts active in peft: the set is made active by the caller.
         self._enabled = True
         return name
 
+    def _held(self) -> set[str]:
+        return {a for names in self.pipe.get_list_adapters().values() for a in names}
+
     def _forget(self, name: str) -> None:
-        """Remove what a failed load may have left on the pipeline."""
-        held = {a for names in self.pipe.get_list_adapters().values() for a in names}
-        if name in held:
-            self.pipe.delete_adapters([name])
+        """Remove what a failed load may have left on the pipeline; the next set is made
+        active again whatever it is (peft moved its active adapter)."""
+        self._stale = True
+        if name in self._held():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Adapter .* was active which is now deleted")
+                self.pipe.delete_adapters([name])
 
     def _evict(self, keep: set[str]) -> None:
         total = sum(self._loaded.values())
