@@ -91,9 +91,7 @@ def build_tiny_loras(model_folder: Path, out: Path) -> TinyLoras:
         metadata={"ss_base_model_version": "tiny-sdxl", "ss_network_module": "networks.lora"},
     )
     foreign = out / "sd15_style.safetensors"
-    save_file(
-        _kohya(style, "lora_unet"), str(foreign), metadata={"ss_base_model_version": "sd_v1"}
-    )
+    save_file(_kohya(style, "lora_unet"), str(foreign), metadata={"ss_base_model_version": "sd_v1"})
     wrong = out / "wrong_shape.safetensors"
     wrong_state = {
         f"unet.{k}": torch.ones(v.shape[0] + 3, v.shape[1] + 5) for k, v in style.items()

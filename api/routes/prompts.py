@@ -1,4 +1,5 @@
-"""/v1/styles and /v1/wildcards: the operator's prompt library, for clients to pick from.
+"""/v1/styles, /v1/wildcards and /v1/loras: the operator's prompt library, for clients to
+pick from.
 
 Styles are listed whole (their prompt and negative parts: a JSON styles file has this
 layout, so the list can seed one); wildcard lists by name and size, and one list's
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from api.auth import TenantId
 from api.deps import Limit, State
 from api.errors import ApiError
+from models.domain.loras import LoraUnavailable
 
 router = APIRouter(prefix="/v1", tags=["prompts"])
 
@@ -44,6 +46,25 @@ class WildcardPage(BaseModel):
 class WildcardValues(BaseModel):
     name: str
     values: list[str]
+
+
+class LoraOut(BaseModel):
+    """An enabled LoRA: a request names it (``loras``, ``lora_sets``, ``<lora:name:w>``)."""
+
+    name: str
+    hash: str | None  # A1111's and Civitai's short hash (12 hex digits); null: unavailable
+    sha256: str | None  # of the file's tensor data (A1111's LoRA hash, whole)
+    base_model: str | None  # the family it was built for (null: the file does not say)
+    trigger_words: list[str]
+    source: str  # where the operator loads it from: check its licence there
+    url: str | None  # where it was published, as the operator says
+    available: bool
+    error: str | None  # why it cannot be used now
+
+
+class LoraPage(BaseModel):
+    items: list[LoraOut]
+    next_cursor: str | None
 
 
 def _page(names: Sequence[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:
@@ -81,3 +102,45 @@ def get_wildcard(name: str, state: State, _tenant: TenantId) -> WildcardValues:
     if values is None:
         raise ApiError(404, f"no wildcard list {name!r}")
     return WildcardValues(name=name, values=list(values))
+
+
+@router.get("/loras")
+def list_loras(
+    state: State, _tenant: TenantId, cursor: str | None = None, limit: Limit = 100
+) -> LoraPage:
+    catalog = state.settings.lora_catalog
+    names, next_cursor = _page(list(catalog), cursor, limit)
+    items = []
+    for name in names:
+        config = catalog.configs[name]
+        try:
+            info = catalog[name]
+        except LoraUnavailable as exc:
+            items.append(
+                LoraOut(
+                    name=name,
+                    hash=None,
+                    sha256=None,
+                    base_model=config.base_model,
+                    trigger_words=config.trigger_words,
+                    source=config.source,
+                    url=config.url,
+                    available=False,
+                    error=str(exc),
+                )
+            )
+            continue
+        items.append(
+            LoraOut(
+                name=name,
+                hash=info.sha256[:12],
+                sha256=info.sha256,
+                base_model=info.base_model,
+                trigger_words=list(info.trigger_words),
+                source=info.source,
+                url=info.url,
+                available=True,
+                error=None,
+            )
+        )
+    return LoraPage(items=items, next_cursor=next_cursor)
