@@ -45,6 +45,7 @@ def test_dry_run_counts_and_creates_nothing(
         "seeds": 3,
         "prompt_replace": 1,
         "style": 1,
+        "lora_sets": 1,
         "sampler": 2,
         "steps": 1,
         "guidance_scale": 2,
