@@ -1,7 +1,7 @@
 """LoRA adapters: each cell's LoRA set and lora_sets value, each shard's adapter key, and
 farm_claim_shard v2 (the claim prefers shards whose LoRA set the worker has active)
 
-Revision ID: 0012_loras
+Revision ID: 0012
 Revises: 0011
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 from migrations.replaceable import SqlFunction, replace
 
-revision: str = "0012_loras"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -161,7 +161,7 @@ class Item(Base):
     style: Mapped[str | None] = mapped_column(Text, default=None)
     wildcard_values: Mapped[str | None] = mapped_column(Text, default=None)
     # The cell's LoRA set and its lora_sets axis value, as JSON lists of {name, weight,
-    # sha256} (migration 0012_loras; NULL: none, and no such axis).
+    # sha256} (migration 0012; NULL: none, and no such axis).
     loras: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     lora_sets: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(16), default=CellStatus.QUEUED)
@@ -207,5 +207,5 @@ class Shard(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The LoRA set its cells share, weights aside (models.domain.loras.adapter_key; '':
-    # none): the claim prefers the set a worker has active (migration 0012_loras).
+    # none): the claim prefers the set a worker has active (migration 0012).
     adapters: Mapped[str] = mapped_column(Text, default="", server_default="")
