@@ -52,6 +52,7 @@ def test_the_axes_are_documented_outermost_first() -> None:
             "seeds",
             "prompt_replace",
             "style",
+            "lora_sets",
             "sampler",
             "steps",
             "guidance_scale",
