@@ -131,7 +131,10 @@ class Item(Base):
     """One cell of the grid and, once rendered, its image."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_job_shard", "job_id", "shard_index"),)
+    __table_args__ = (
+        Index("ix_items_job_shard", "job_id", "shard_index"),
+        Index("ix_items_job_score", "job_id", "score"),
+    )
 
     # No foreign key: its check ran once per cell, half the time of a 10,000-cell COPY.
     # Cells and shards are written only with their job (one transaction); on Postgres
@@ -176,6 +179,9 @@ class Item(Base):
     # held), and the device that rendered the cell (its GPU time is render_ms).
     hold: Mapped[str | None] = mapped_column(String(16), default=None)
     device: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The scorer's value and its label (migration 0013; NULL: not scored).
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    score_label: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class Shard(Base):
