@@ -59,7 +59,7 @@ def test_the_axes_are_documented_outermost_first() -> None:
             "quality_tier",
         ]
     )
-    assert spec.axis_sizes() == {**dict.fromkeys(AXIS_ORDER, 2), "quality_tier": 1}
+    assert spec.axis_sizes() == {**dict.fromkeys(AXIS_ORDER, 2), "lora_sets": 1, "quality_tier": 1}
     assert spec.cell_count() == 2**8
 
 
