@@ -25,6 +25,7 @@ from api.routes import (
     job_control,
     jobs,
     prompts,
+    refine,
     usage,
     web,
     web_control,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(job_control.router)
+    app.include_router(refine.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(campaigns.router)
