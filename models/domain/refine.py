@@ -232,7 +232,8 @@ def cell_spec(parent: Cell, request: RefineIn, *, model: str) -> JobSpec:
 
 
 def _field_name(loc: tuple[int | str, ...], request: RefineIn) -> str:
-    name = ".".join(str(part) for part in loc)
+    # Pydantic names union members ("list[...]", "Value"); the request names the field.
+    name = ".".join(str(p) for p in loc if not ("[" in str(p) or str(p)[:1].isupper()))
     return f"set.{name}" if loc and loc[0] in request.set else name
 
 
