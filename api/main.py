@@ -30,6 +30,7 @@ from api.routes import (
     web,
     web_control,
     web_files,
+    web_refine,
     webhooks,
 )
 from models.db.session import make_engine, make_session_factory
@@ -100,5 +101,6 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(web.router)
     app.include_router(web_files.router)
     app.include_router(web_control.router)
+    app.include_router(web_refine.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
