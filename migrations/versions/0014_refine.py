@@ -28,9 +28,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("parent_job_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("children", sa.JSON(), nullable=True))
     op.create_index("ix_jobs_parent_job_id", "jobs", ["parent_job_id"])
+    # A campaign's automatic refinement, and the child job each run made.
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("refine", sa.JSON(), nullable=True))
+    with op.batch_alter_table("campaign_runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("refine_job_id", sa.Uuid(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("campaign_runs", schema=None) as batch_op:
+        batch_op.drop_column("refine_job_id")
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("refine")
     op.drop_index("ix_jobs_parent_job_id", table_name="jobs")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("children")

@@ -104,6 +104,29 @@ def _request_field(field: str) -> str:
     return {"hires": "hires", "seeds": "more_like"}.get(top, "cells")
 
 
+def create_child(
+    submitter: Submitter,
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    parent: Job,
+    request: RefineIn,
+    idempotency_key: str | None = None,
+) -> CreatedJob:
+    """Steps 1-4 but the commit and the publish: in the caller's transaction (a campaign
+    run's refinement is made in the scheduler's)."""
+    policy = submitter.policy(session, tenant_id)
+    planned = plan(submitter, session, parent=parent, request=request, policy=policy)
+    lock_parent(session, job=parent)
+    job_request = JobRequest(planned.spec, idempotency_key, made=planned.made)
+    [created] = submitter.create(
+        session, tenant_id=tenant_id, requests=[job_request], policy=policy
+    )
+    if created.created:
+        link_child(session, parent=parent, child_id=created.job.id)
+    return created
+
+
 def refine(
     submitter: Submitter,
     session: Session,
@@ -114,16 +137,15 @@ def refine(
     idempotency_key: str | None = None,
 ) -> CreatedJob:
     """Steps 1-4: the child job, committed and published (a replay: the earlier one)."""
-    policy = submitter.policy(session, tenant_id)
-    planned = plan(submitter, session, parent=parent, request=request, policy=policy)
     try:
-        lock_parent(session, job=parent)
-        job_request = JobRequest(planned.spec, idempotency_key, made=planned.made)
-        [created] = submitter.create(
-            session, tenant_id=tenant_id, requests=[job_request], policy=policy
+        created = create_child(
+            submitter,
+            session,
+            tenant_id=tenant_id,
+            parent=parent,
+            request=request,
+            idempotency_key=idempotency_key,
         )
-        if created.created:
-            link_child(session, parent=parent, child_id=created.job.id)
         session.commit()
     except Exception:
         session.rollback()
