@@ -44,6 +44,7 @@ class Planned:
 
     spec: JobSpec
     made: MadeCells
+    chunks: dict[str, int]  # each cell text's 75-token chunks (the dry run's estimate)
 
 
 def plan(
@@ -62,6 +63,7 @@ def plan(
     groups: list[tuple[ParentCell, list[Cell]]] = []
     specs: list[JobSpec] = []
     errors: list[FieldError] = []
+    chunks: dict[str, int] = {}
     for p in chosen:
         try:
             spec = cell_spec(p.cell, request, model=parent.model)
@@ -70,6 +72,7 @@ def plan(
             errors.extend(_from_cell(e, p.cell.index) for e in exc.errors)
             continue
         specs.append(spec)
+        chunks.update(checked.chunks)
         groups.append((p, expand(checked.grid, library)))
     if errors:
         raise SpecError(errors[:20])
@@ -90,7 +93,7 @@ def plan(
         "prompts": [p.cell.prompt for p, _ in groups],
     }
     grid = child_grid(groups, model=parent.model, parent_job_id=parent_id)
-    return Planned(specs[0], MadeCells(cells, grid, stored, parent.id))
+    return Planned(specs[0], MadeCells(cells, grid, stored, parent.id), chunks)
 
 
 def _from_cell(error: FieldError, index: int) -> FieldError:

@@ -88,7 +88,14 @@ def test_a_hires_child_starts_from_the_parents_pngs_and_names_its_parent(
     rendered = items(sessions, parent["id"])
     assert [i.status for i in rendered] == ["done"] * 4
 
-    child = refine(api, parent["id"], {"cells": [0, 1, 3], "hires": HIRES})
+    # A dry run prices it: the hi-res pass alone costs less than a re-render with it.
+    url = f"/v1/jobs/{parent['id']}/refine?dry_run=true"
+    body = {"cells": [0, 1, 3], "hires": HIRES}
+    reuse = api.client.post(url, json=body, headers=api.auth).json()
+    full = api.client.post(url, json={**body, "set": {"steps": 2}}, headers=api.auth).json()
+    assert reuse["total"] == full["total"] == 3
+    assert 0 < reuse["estimated_gpu_seconds"] < full["estimated_gpu_seconds"]
+    child = refine(api, parent["id"], body)
     render_all(settings, model)
     more = refine(api, parent["id"], {"cells": [2], "more_like": 2})  # not rendered here
 
