@@ -187,11 +187,11 @@ def check_rendered(chosen: Sequence[ParentCell], request: RefineIn) -> None:
     must not have had a hi-res pass already."""
     if not request.reuses_base:
         return
-    waiting = [p.cell.index for p in chosen if p.status != "done" or p.sha256 is None]
+    waiting = [p for p in chosen if p.status != "done" or p.sha256 is None]
     if waiting:
-        raise NotRendered(
-            [FieldError("cells", f"cells {waiting[:10]} have no image yet: refine them later")]
-        )
+        named = ", ".join(f"{p.cell.index} ({p.status})" for p in waiting[:10])
+        reason = f"the hi-res pass starts from each cell's image; these have none: {named}"
+        raise NotRendered([FieldError("cells", reason)])
     upscaled = [p.cell.index for p in chosen if p.cell.hires_scale is not None]
     if upscaled:
         raise SpecError([FieldError("hires", f"cells {upscaled[:10]} had a hi-res pass already")])

@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from models.db.jobs import CreatedJob, MadeCells
 from models.db.refine import link_child, lock_parent, parent_cells
 from models.db.tables import Job
 from models.domain.cells import Cell
-from models.domain.grid import expand
+from models.domain.grid import ResolvedGrid, expand
 from models.domain.policy import ContentPolicy
 from models.domain.refine import (
     ParentCell,
@@ -34,7 +35,7 @@ from models.domain.refine import (
     child_grid,
     select,
 )
-from models.domain.spec import FieldError, JobSpec, SpecError
+from models.domain.spec import MAX_SEED, RANDOM_SEED, FieldError, JobSpec, SpecError
 from models.service.submit import JobRequest, Submitter
 
 
@@ -60,26 +61,33 @@ def plan(
     chosen = select(parent_cells(session, job_id=parent.id), request)
     check_rendered(chosen, request)
     library = submitter.settings.prompt_library
+    limit = submitter.settings.max_grid_cells
+    each = cell_spec(chosen[0].cell, request, model=parent.model).cell_count(library)
+    if each * len(chosen) > limit:  # before any cell is checked: each has as many
+        reason = f"the child has {each * len(chosen)} cells; the limit is {limit}"
+        raise SpecError([FieldError("cells", reason)])
     groups: list[tuple[ParentCell, list[Cell]]] = []
     specs: list[JobSpec] = []
     errors: list[FieldError] = []
     chunks: dict[str, int] = {}
+    # Cells that differ only in their seed check the same texts and settings: once.
+    checked_grids: dict[str, ResolvedGrid] = {}
     for p in chosen:
         try:
             spec = cell_spec(p.cell, request, model=parent.model)
-            checked = submitter.check(spec, policy=policy)
+            key = spec.model_dump_json(exclude={"seeds"})
+            if key not in checked_grids:
+                checked = submitter.check(spec, policy=policy)
+                checked_grids[key] = checked.grid
+                chunks.update(checked.chunks)
         except SpecError as exc:
             errors.extend(_from_cell(e, p.cell.index) for e in exc.errors)
             continue
         specs.append(spec)
-        chunks.update(checked.chunks)
-        groups.append((p, expand(checked.grid, library)))
+        grid = replace(checked_grids[key], seeds=_seeds(spec))
+        groups.append((p, expand(grid, library)))
     if errors:
         raise SpecError(errors[:20])
-    total = sum(len(cells) for _, cells in groups)
-    limit = submitter.settings.max_grid_cells
-    if total > limit:
-        raise SpecError([FieldError("cells", f"the child has {total} cells; the limit is {limit}")])
     parent_id = str(parent.id)
     cells = child_cells(
         parent_id,
@@ -92,8 +100,13 @@ def plan(
         "refine": request.model_dump(mode="json", exclude_none=True),
         "prompts": [p.cell.prompt for p, _ in groups],
     }
-    grid = child_grid(groups, model=parent.model, parent_job_id=parent_id)
-    return Planned(specs[0], MadeCells(cells, grid, stored, parent.id), chunks)
+    layout = child_grid(groups, model=parent.model, parent_job_id=parent_id)
+    return Planned(specs[0], MadeCells(cells, layout, stored, parent.id), chunks)
+
+
+def _seeds(spec: JobSpec) -> list[int]:
+    """The cell's seeds, random ones drawn (as ``resolve`` draws them)."""
+    return [secrets.randbelow(MAX_SEED + 1) if s == RANDOM_SEED else s for s in spec.seed_list()]
 
 
 def _from_cell(error: FieldError, index: int) -> FieldError:

@@ -208,6 +208,9 @@ def test_bad_selections_are_422s_naming_the_field(api: ApiClient, model: str) ->
     ]
     assert fields(refine(api, job, {"top": 2, "hires": True}, 422)) == ["top"]
     assert fields(refine(api, job, {"cells": [0], "more_like": 0}, 422)) == ["more_like"]
+    sweep = {"where": "seed=11", "more_like": 1000, "set": {"steps": [2, 3, 4, 5, 6, 7]}}
+    too_many = refine(api, job, sweep, 422)  # 2 cells x 1000 seeds x 6 steps
+    assert fields(too_many) == ["cells"] and "12000 cells" in too_many["message"]
     # A hi-res pass needs the parent's image: not rendered yet is a conflict, for now.
     assert fields(refine(api, job, {"cells": [1], "hires": True}, 409)) == ["cells"]
     # Overrides re-render the base pass: allowed before the parent renders.
