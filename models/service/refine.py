@@ -35,7 +35,7 @@ from models.domain.refine import (
     child_grid,
     select,
 )
-from models.domain.spec import MAX_SEED, RANDOM_SEED, FieldError, JobSpec, SpecError
+from models.domain.spec import MAX_SEED, FieldError, JobSpec, SpecError
 from models.service.submit import JobRequest, Submitter
 
 
@@ -72,6 +72,8 @@ def plan(
     chunks: dict[str, int] = {}
     # Cells that differ only in their seed check the same texts and settings: once.
     checked_grids: dict[str, ResolvedGrid] = {}
+    # more_like: the same new seeds for every selected cell (its sheet's rows line up).
+    new_seeds = [secrets.randbelow(MAX_SEED + 1) for _ in range(request.more_like or 0)]
     for p in chosen:
         try:
             spec = cell_spec(p.cell, request, model=parent.model)
@@ -84,7 +86,7 @@ def plan(
             errors.extend(_from_cell(e, p.cell.index) for e in exc.errors)
             continue
         specs.append(spec)
-        grid = replace(checked_grids[key], seeds=_seeds(spec))
+        grid = replace(checked_grids[key], seeds=new_seeds or spec.seed_list())
         groups.append((p, expand(grid, library)))
     if errors:
         raise SpecError(errors[:20])
@@ -102,11 +104,6 @@ def plan(
     }
     layout = child_grid(groups, model=parent.model, parent_job_id=parent_id)
     return Planned(specs[0], MadeCells(cells, layout, stored, parent.id), chunks)
-
-
-def _seeds(spec: JobSpec) -> list[int]:
-    """The cell's seeds, random ones drawn (as ``resolve`` draws them)."""
-    return [secrets.randbelow(MAX_SEED + 1) if s == RANDOM_SEED else s for s in spec.seed_list()]
 
 
 def _from_cell(error: FieldError, index: int) -> FieldError:
