@@ -8,7 +8,7 @@ the same pass on its latents. This times both on the same cells with the worker'
 renderer, and the base pass alone, and reports the share of the time the reuse saves.
 
     python -m bench.refine_hires                     # 2 cells, 832x1216, 28 + 14 steps
-    python -m bench.refine_hires --cells 1 --steps 2 --hires-steps 1 --repeats 1
+    python -m bench.refine_hires --cells 1 --size 64x64 --steps 1 --hires-steps 1 --repeats 1
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=2)
     parser.add_argument("--bucket", default="832x1216")
+    parser.add_argument("--size", help="WxH instead of a bucket (a quick check: 64x64)")
     parser.add_argument("--steps", type=int, default=28)
     parser.add_argument("--hires-steps", type=int, default=14)
     parser.add_argument("--scale", type=float, default=1.5)
@@ -52,12 +53,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     renderer = DiffusersRenderer(build_tiny_sdxl(), model_name="tiny-sdxl")
     bucket = parse_bucket(args.bucket)
+    width, height = bucket.width, bucket.height
+    if args.size:
+        width, height = (int(side) for side in args.size.split("x"))
     base = RenderBatch.of(
         prompts=["1girl, solo, smile"] * args.cells,
         negative_prompts=["lowres"] * args.cells,
         seeds=list(range(1, args.cells + 1)),
-        width=bucket.width,
-        height=bucket.height,
+        width=width,
+        height=height,
         steps=args.steps,
         guidance_scale=7.0,
         sampler="euler_a",
@@ -75,11 +79,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # and checks their sha256 first: worker/refine_base.py; not timed here).
     reuse = RenderBatch(full.with_fields(base_sha256="0" * 64).cells, tuple(parents))
     reuse_s, images = _timed(lambda: renderer.render(reuse), args.repeats)
-    size = hires_size(bucket.width, bucket.height, args.scale)
+    size = hires_size(width, height, args.scale)
     assert all(image.size == size for image in images)
     result = {
         "cells": args.cells,
-        "bucket": bucket.name,
+        "size": f"{width}x{height}",
         "output": f"{size[0]}x{size[1]}",
         "steps": args.steps,
         "hires_steps": args.hires_steps,
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     emit(
         "refine_hires",
         result,
-        f"{args.cells} cells {bucket.name} -> {result['output']}: re-render {full_s:.2f} s, "
+        f"{args.cells} cells {width}x{height} -> {result['output']}: re-render {full_s:.2f} s, "
         f"from the parent's image {reuse_s:.2f} s (base pass {base_s:.2f} s); "
         f"saves {result['saved_share']:.0%}",
     )
