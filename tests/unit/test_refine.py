@@ -243,3 +243,26 @@ def test_another_tenants_job_is_404_and_over_quota_is_429(
 def _manifest(settings: Settings, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Any:
     folder = job_folder(prefix=settings.s3_prefix, tenant_id=tenant_id, job_id=job_id)
     return json.loads(make_storage(settings).get(f"{folder}/{MANIFEST_NAME}"))
+
+
+def test_the_job_pages_form_refines_through_the_same_path(
+    api: ApiClient, sessions: sessionmaker[Session], model: str
+) -> None:
+    parent = submit(api, model)
+    url = f"/web/jobs/{parent['id']}/refine"
+    form = {"top": "8", "more_like": "1", "steps": "3"}
+    refused = api.client.post(url, data=form, headers=api.auth, follow_redirects=False)
+    assert refused.status_code == 422 and "no selected cell has a score" in refused.text
+    with sessions.begin() as session:
+        session.execute(
+            update(Item)
+            .where(Item.job_id == uuid.UUID(parent["id"]), Item.index.in_([1, 2]))
+            .values(score=0.5)
+        )
+    made = api.client.post(url, data=form, headers=api.auth, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    child = made.headers["location"].rsplit("/", 1)[-1]
+    assert [(c.parent_index, c.steps) for c in items(sessions, child)] == [(1, 3), (2, 3)]
+    ticked = {"cells": "0,3", "sampler": "dpmpp_2m", "guidance_scale": "x"}
+    bad = api.client.post(url, data=ticked, headers=api.auth, follow_redirects=False)
+    assert bad.status_code == 422 and "set.guidance_scale" in bad.text
