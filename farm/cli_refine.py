@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from farm.cli_control import EXIT_API_ERROR, _call
+from farm.cli_control import EXIT_API_ERROR, call_api
 from farm.client import FarmClient
 
 console = Console()
@@ -77,13 +77,13 @@ def register(app: typer.Typer, client_of: Callable[[], FarmClient]) -> None:
                 overrides=overrides,
             )
 
-        child = _call(client_of, call)
+        child = call_api(client_of, call)
         console.print(
             f"job {child['id']}: {child['total']} cells, {child['status']} (refines {job_id})",
             soft_wrap=True,
         )
         if wait:
-            final = _call(client_of, lambda c: c.wait(str(child["id"]), poll_s=0.25))
+            final = call_api(client_of, lambda c: c.wait(str(child["id"]), poll_s=0.25))
             done = f"{final['done']}/{final['total']}"
             console.print(f"job {final['id']}: {final['status']} ({done} images)", soft_wrap=True)
             if final["status"] != "succeeded":
