@@ -180,6 +180,17 @@ def test_selections_and_overrides_make_the_child_cells(
     sweep = refine(api, parent["id"], {"cells": [0], "set": {"guidance_scale": [4.0, 9.0]}})
     assert [c.guidance_scale for c in items(sessions, sweep["id"])] == [4.0, 9.0]
 
+    # An Idempotency-Key replays the same child; with another body it is a conflict.
+    url, again = f"/v1/jobs/{parent['id']}/refine", {**api.auth, "Idempotency-Key": "r1"}
+    body = {"cells": [1], "more_like": 2}
+    made = api.client.post(url, json=body, headers=again)
+    replay = api.client.post(url, json=body, headers=again)
+    assert (made.status_code, replay.status_code) == (201, 200)
+    assert replay.json()["id"] == made.json()["id"]
+    assert api.client.post(url, json={**body, "more_like": 3}, headers=again).status_code == 409
+    children = api.client.get(f"/v1/jobs/{parent['id']}", headers=api.auth).json()["children"]
+    assert children == [child["id"], sweep["id"], made.json()["id"]]  # the replay is not a child
+
     # top: the best by score (NULL scores never picked), per prompt if asked.
     with sessions.begin() as session:
         for index, score in ((1, 0.9), (2, 0.5), (6, 0.7), (7, 0.8)):
