@@ -104,11 +104,11 @@ function showImages(state) {
                                title: "tick to refine cell " + cell.index });
     pick.dataset.index = cell.index;
     pick.addEventListener("change", showPicked);
-    node = el("span", { className: "cell" }, pick, node);
-    node.dataset.status = cell.status;
-    node.dataset.index = cell.index;
-    if (previous) previous.replaceWith(node); else group.lastChild.append(node);
-    shown.set(cell.index, node);
+    const wrapper = el("span", { className: "cell" }, pick, node); // node: the img's handlers
+    wrapper.dataset.status = cell.status;
+    wrapper.dataset.index = cell.index;
+    if (previous) previous.replaceWith(wrapper); else group.lastChild.append(wrapper);
+    shown.set(cell.index, wrapper);
   }
 }
 

@@ -136,6 +136,9 @@ def test_sign_in_submit_watch_and_inspect_a_grid(web: tuple[str, str], browser: 
     # A click on an image shows it full size with its parameters.
     thumbs = page.locator("#images img")
     expect(thumbs).to_have_count(4)
+    page.wait_for_function(  # each thumbnail shows (or, not written yet, its full image)
+        "() => [...document.querySelectorAll('#images img')].every(i => i.naturalWidth > 0)"
+    )
     thumbs.nth(1).click()  # cell 1: 1024x1024, seed 4
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
