@@ -100,7 +100,8 @@ def plan(
     stored: dict[str, Any] = {
         "parent_job_id": parent_id,
         "refine": request.model_dump(mode="json", exclude_none=True),
-        "prompts": [p.cell.prompt for p, _ in groups],
+        # Titles of its sheets and page sections: one per parent cell, named.
+        "prompts": [f"cell {p.cell.index}: {p.cell.prompt}" for p, _ in groups],
     }
     layout = child_grid(groups, model=parent.model, parent_job_id=parent_id)
     return Planned(specs[0], MadeCells(cells, layout, stored, parent.id), chunks)

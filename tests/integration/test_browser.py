@@ -202,6 +202,7 @@ def test_tick_two_cells_and_refine_them_from_the_job_page(
     assert child != parent
     expect(page.locator("#parent-link")).to_have_attribute("href", f"/web/jobs/{parent}")
     expect(page.locator("#counts")).to_contain_text("/2 images")
+    expect(page.locator("#images input.pick")).to_have_count(2)  # the child's two cells
     _shot(page, "refined-job-page.png")
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
         cells = http.get(f"/v1/jobs/{child}/images").json()["items"]
