@@ -32,6 +32,7 @@ class CampaignOut(BaseModel):
     pause_on_failure: bool
     jitter_s: int
     webhook_url: str | None
+    refine: dict[str, Any] | None = None  # each run's automatic refinement (null: none)
     next_fire_at: datetime | None
     last_scheduled_for: datetime | None
     created_at: datetime
@@ -66,6 +67,7 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     links: dict[str, str]
+    refine_job_id: uuid.UUID | None = None  # the campaign's refinement of this run's job
 
 
 class RunPage(BaseModel):
@@ -113,6 +115,7 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
         pause_on_failure=campaign.pause_on_failure,
         jitter_s=campaign.jitter_s,
         webhook_url=campaign.webhook_url,
+        refine=campaign.refine,
         next_fire_at=campaign.next_fire_at,
         last_scheduled_for=campaign.last_scheduled_for,
         created_at=campaign.created_at,
@@ -140,6 +143,8 @@ def run_out(run: CampaignRun, job: Job | None) -> RunOut:
             error=job.error,
         )
         links.update(job=f"/v1/jobs/{job.id}", images=f"/v1/jobs/{job.id}/images")
+    if run.refine_job_id is not None:
+        links["refine_job"] = f"/v1/jobs/{run.refine_job_id}"
     return RunOut(
         id=run.id,
         campaign_id=run.campaign_id,
@@ -153,6 +158,7 @@ def run_out(run: CampaignRun, job: Job | None) -> RunOut:
         started_at=run.started_at,
         finished_at=run.finished_at,
         links=links,
+        refine_job_id=run.refine_job_id,
     )
 
 

@@ -25,10 +25,12 @@ from api.routes import (
     job_control,
     jobs,
     prompts,
+    refine,
     usage,
     web,
     web_control,
     web_files,
+    web_refine,
     webhooks,
 )
 from models.db.session import make_engine, make_session_factory
@@ -89,6 +91,7 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(job_control.router)
+    app.include_router(refine.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
     app.include_router(campaigns.router)
@@ -98,5 +101,6 @@ def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
     app.include_router(web.router)
     app.include_router(web_files.router)
     app.include_router(web_control.router)
+    app.include_router(web_refine.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from models.domain.cells import Cell
@@ -39,6 +39,9 @@ class JobOut(BaseModel):
     expires_at: datetime | None  # when they go (set when the job finishes)
     expired_at: datetime | None  # when they went: done cells are then ``expired``
     removed_objects: int | None  # objects deleted from storage when it expired
+    # Refinements: the job this one refines (null: none) and the jobs refining it.
+    parent_job_id: uuid.UUID | None = None
+    children: list[uuid.UUID] = Field(default_factory=list)
 
 
 class DryRunExample(BaseModel):

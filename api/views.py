@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from api.schemas import AnalysisOut, DryRunExample, ImageOut, JobOut
@@ -54,12 +55,15 @@ def job_out(row: PolledJob | Job) -> JobOut:
         expires_at=job.expires_at,
         expired_at=job.expired_at,
         removed_objects=job.removed_objects,
+        parent_job_id=job.parent_job_id,
+        children=[uuid.UUID(str(c)) for c in job.children or []],
         links={
             "self": base,
             "images": f"{base}/images",
             "cancel": f"{base}/cancel",
             "pause": f"{base}/pause",
             "resume": f"{base}/resume",
+            "refine": f"{base}/refine",
             # The web page, and the job folder's files (written by the worker as cells land).
             "page": f"/web/jobs/{job.id}",
             "contact_sheets": f"/web/jobs/{job.id}/sheets",

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from farm.cli_control import register as register_control
 from farm.cli_keys import keys_app
+from farm.cli_refine import register as register_refine
 from farm.cli_tenants import tenants_app
 from farm.client import FarmApiError, FarmClient
 from farm.progress import JobProgress
@@ -259,6 +260,7 @@ def jobs(
 
 
 register_control(app, _client)  # pause, resume, priority, delete, usage
+register_refine(app, _client)  # refine
 
 
 @app.command()

@@ -17,7 +17,7 @@ err = Console(stderr=True)
 EXIT_API_ERROR = 2
 
 
-def _call(client_of: Callable[[], FarmClient], action: Callable[[FarmClient], Any]) -> Any:
+def call_api(client_of: Callable[[], FarmClient], action: Callable[[FarmClient], Any]) -> Any:
     with client_of() as client:
         try:
             return action(client)
@@ -38,13 +38,13 @@ def register(app: typer.Typer, client_of: Callable[[], FarmClient]) -> None:
     @app.command()
     def pause(job_id: str) -> None:
         """Pause a job: no new shard starts; shards rendering now finish."""
-        job = _call(client_of, lambda c: c.pause(job_id))
+        job = call_api(client_of, lambda c: c.pause(job_id))
         console.print(f"job {job['id']}: {_state(job)}, {job['done']}/{job['total']} images")
 
     @app.command()
     def resume(job_id: str) -> None:
         """Resume a paused job: its waiting shards go back in the queue."""
-        job = _call(client_of, lambda c: c.resume(job_id))
+        job = call_api(client_of, lambda c: c.resume(job_id))
         console.print(f"job {job['id']}: {_state(job)}, {job['done']}/{job['total']} images")
 
     @app.command()
@@ -53,13 +53,13 @@ def register(app: typer.Typer, client_of: Callable[[], FarmClient]) -> None:
         level: Annotated[str, typer.Argument(help="high, normal or bulk.")],
     ) -> None:
         """Change the priority of a job's waiting shards (boost with ``high``)."""
-        job = _call(client_of, lambda c: c.set_priority(job_id, level))
+        job = call_api(client_of, lambda c: c.set_priority(job_id, level))
         console.print(f"job {job['id']}: priority {job['priority']}, {_state(job)}")
 
     @app.command()
     def delete(job_id: str) -> None:
         """Delete a finished job: its cells now, its stored files by the next sweep."""
-        _call(client_of, lambda c: c.delete(job_id))
+        call_api(client_of, lambda c: c.delete(job_id))
         console.print(f"job {job_id} deleted")
 
     @app.command()
@@ -69,7 +69,7 @@ def register(app: typer.Typer, client_of: Callable[[], FarmClient]) -> None:
         group_by: Annotated[str, typer.Option(help="day, job or model.")] = "day",
     ) -> None:
         """GPU seconds from the ledger (default: this month), and the monthly budget."""
-        report = _call(client_of, lambda c: c.usage(start=start, end=end, group_by=group_by))
+        report = call_api(client_of, lambda c: c.usage(start=start, end=end, group_by=group_by))
         table = Table(group_by, "cells", "GPU seconds", "devices")
         for item in report["items"]:
             table.add_row(

@@ -142,6 +142,42 @@ class FarmClient:
         )
         return result
 
+    def refine(
+        self,
+        job_id: str,
+        *,
+        cells: list[int] | None = None,
+        where: str | dict[str, Any] | None = None,
+        top: int | None = None,
+        per_prompt: bool = False,
+        hires: bool | dict[str, Any] | None = None,
+        more_like: int | None = None,
+        overrides: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A child job from cells of ``job_id`` (``POST /v1/jobs/{id}/refine``): select
+        them (``cells``, ``where``, ``top``) and say what changes (``hires``,
+        ``more_like``, ``overrides`` of grid fields: the request's ``set``)."""
+        body = {
+            "cells": cells,
+            "where": where,
+            "top": top,
+            "per_prompt": per_prompt or None,
+            "hires": hires,
+            "more_like": more_like,
+            "set": overrides or None,
+            **extra,
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._request(
+            "POST",
+            f"/v1/jobs/{job_id}/refine",
+            json={k: v for k, v in body.items() if v is not None},
+            headers=headers,
+        )
+        return result
+
     def delete(self, job_id: str) -> None:
         """A finished job, its cells and (by the next sweep) its stored files."""
         response = self._http.delete(f"/v1/jobs/{job_id}")

@@ -121,3 +121,42 @@ def second_pass(
         **call,
     )
     return list(output.images)
+
+
+def upscale_images(images: list[Image.Image], width: int, height: int) -> list[Image.Image]:
+    """Resize base images to the output size (A1111's "Lanczos" upscaler)."""
+    from PIL import Image as PILImage
+
+    return [im.convert("RGB").resize((width, height), PILImage.Resampling.LANCZOS) for im in images]
+
+
+def pass_from_images(
+    img2img: Any,
+    images: list[Image.Image],
+    params: HiresParams,
+    *,
+    first_pass_steps: int,
+    width: int,
+    height: int,
+    scheduler: Any,
+    **call: Any,
+) -> list[Image.Image]:
+    """The hi-res pass on stored images (a refinement's parent PNGs): resized in pixels,
+    encoded by the VAE, denoised at ``strength``. The latents of the parent's base pass
+    are not stored, so its image is the base; its noise comes from fresh generators of
+    the same seeds (a render's hi-res pass continues the base pass's generator state)."""
+    out_width, out_height = hires_size(width, height, params.scale)
+    steps, strength = img2img_schedule(
+        params.steps_for(first_pass_steps),
+        params.strength,
+        max_schedule=int(scheduler.config.num_train_timesteps),
+    )
+    img2img.scheduler = scheduler
+    output = img2img(
+        image=upscale_images(images, out_width, out_height),
+        strength=strength,
+        num_inference_steps=steps,
+        output_type="pil",
+        **call,
+    )
+    return list(output.images)

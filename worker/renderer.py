@@ -4,91 +4,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from models.domain.cells import RenderParams
 from models.domain.infotext import Receipt
 from worker.environment import farm_version
-from worker.hires import HiresParams, hires_size
 from worker.lora_adapters import PipelineAdapters, require_no_loras
 from worker.prompt_encoding import PromptEncoder, encode_distinct
+from worker.render_batch import (
+    RECEIPT_KEY,
+    RenderBatch,
+    receipt_of,
+    select_cells,
+    split_batch,
+)
 from worker.step_conds import Encoded, StepConds, cell_steps
 
-# Where a rendered image carries its ``Receipt`` (PIL's per-image metadata) to the writer.
-RECEIPT_KEY = "farm_receipt"
-
-
-def receipt_of(image: Image.Image) -> Receipt | None:
-    """What the renderer recorded about how it made ``image`` (None: nothing)."""
-    receipt = image.info.get(RECEIPT_KEY)
-    return receipt if isinstance(receipt, Receipt) else None
-
-
-@dataclass(frozen=True)
-class RenderBatch:
-    """Cells that share every render field but those that vary in a shard (prompt, seed:
-    ``models.domain.cells.SHARED_FIELDS``): one pipeline call renders them all."""
-
-    cells: tuple[RenderParams, ...]
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        prompts: list[str],
-        seeds: list[int],
-        negative_prompts: list[str] | None = None,
-        **shared: Any,
-    ) -> RenderBatch:
-        """A batch from its prompts and seeds and the fields they share (warm-up,
-        benchmarks and tests build batches this way; workers from stored cells)."""
-        negatives = negative_prompts or [""] * len(prompts)
-        return cls(
-            tuple(
-                RenderParams(prompt=p, negative_prompt=n, seed=s, **shared)
-                for p, n, s in zip(prompts, negatives, seeds, strict=True)
-            )
-        )
-
-    def with_fields(self, **changes: Any) -> RenderBatch:
-        """The same cells with ``changes`` to shared fields (a sampler, the hi-res pass)."""
-        return RenderBatch(tuple(replace(c, **changes) for c in self.cells))
-
-    @property
-    def first(self) -> RenderParams:
-        """The fields every cell of the batch shares are read from its first cell."""
-        return self.cells[0]
-
-    @property
-    def prompts(self) -> list[str]:
-        return [c.prompt for c in self.cells]
-
-    @property
-    def negative_prompts(self) -> list[str]:
-        return [c.negative_prompt for c in self.cells]
-
-    @property
-    def seeds(self) -> list[int]:
-        return [c.seed for c in self.cells]
-
-    @property
-    def hires(self) -> HiresParams | None:
-        first = self.first
-        if first.hires_scale is None or first.hires_strength is None:
-            return None
-        return HiresParams(first.hires_scale, first.hires_strength, first.hires_steps)
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        hires, first = self.hires, self.first
-        if hires is None:
-            return first.width, first.height
-        return hires_size(first.width, first.height, hires.scale)
-
+__all__ = ["RECEIPT_KEY", "RenderBatch", "receipt_of", "select_cells", "split_batch"]
 
 StopCheck = Callable[[], bool]
 
@@ -111,14 +46,6 @@ class Renderer(Protocol):
     def render(self, batch: RenderBatch, should_stop: StopCheck | None = None) -> list[Image.Image]:
         """Render the batch; raise RenderInterrupted soon after ``should_stop()`` turns true."""
         ...
-
-
-def split_batch(batch: RenderBatch, lo: int, hi: int) -> RenderBatch:
-    return RenderBatch(batch.cells[lo:hi])
-
-
-def select_cells(batch: RenderBatch, indices: list[int]) -> RenderBatch:
-    return RenderBatch(tuple(batch.cells[i] for i in indices))
 
 
 def render_halving_on_oom(
@@ -240,6 +167,8 @@ class DiffusersRenderer:
         # GPU model or on the cell's position in the batch (the infotext's "RNG: CPU").
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
         shared = {"guidance_scale": first.guidance_scale, "generator": generators}
+        if batch.bases is not None and batch.hires is not None:
+            return self._hires_from_images(batch, encoded, steps, shared, between_steps)
         with torch.inference_mode():
             output = self.pipe(
                 width=first.width,
@@ -258,6 +187,38 @@ class DiffusersRenderer:
             return second_pass(
                 self._img2img,
                 output.images,
+                batch.hires,
+                first_pass_steps=first.steps,
+                width=first.width,
+                height=first.height,
+                scheduler=self._scheduler(first.sampler, "hires"),
+                callback_on_step_end=hires_conds.callback(between_steps),
+                **hires_conds.first.as_kwargs(),
+                **shared,
+            )
+
+    def _hires_from_images(
+        self,
+        batch: RenderBatch,
+        encoded: Encoded,
+        steps: list[Any],
+        shared: dict[str, Any],
+        between_steps: Callable[[], None],
+    ) -> list[Image.Image]:
+        """A refinement's hi-res pass on its parent's images: no base pass at all."""
+        import torch
+
+        from worker.hires import img2img_pipeline, pass_from_images
+
+        assert batch.bases is not None and batch.hires is not None
+        first = batch.first
+        if self._img2img is None:
+            self._img2img = img2img_pipeline(self.pipe)
+        hires_conds = StepConds(self.encoder, encoded, steps, pass_index=1)
+        with torch.inference_mode():
+            return pass_from_images(
+                self._img2img,
+                list(batch.bases),
                 batch.hires,
                 first_pass_steps=first.steps,
                 width=first.width,

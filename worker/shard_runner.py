@@ -26,7 +26,8 @@ from worker.heartbeat import Heartbeat
 from worker.lora_adapters import active_adapters
 from worker.lora_store import LoraLoadError
 from worker.output import OutputStage
-from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted, split_batch
+from worker.refine_base import batch_with_bases
+from worker.renderer import RenderBatch, Renderer, RendererFor, RenderInterrupted
 from worker.shard_writer import RenderedShard, ShardListener, ShardWriter
 from worker.tenant_cache import TenantCache
 
@@ -166,7 +167,8 @@ class ShardRunner:
         should_stop: Callable[[], bool],
     ) -> RenderedShard:
         try:
-            return RenderedShard(shard, cells, renderer.render(batch_of(cells), should_stop), 0)
+            batch = batch_with_bases(self.sessions, self.storage, cells)  # a refinement's
+            return RenderedShard(shard, cells, renderer.render(batch, should_stop), 0)
         except (RenderInterrupted, LoraLoadError):
             raise
         except Exception as exc:
@@ -175,13 +177,13 @@ class ShardRunner:
                 return RenderedShard(shard, [], [], 0, [CellFailure(cells[0].index, repr(exc))])
         # One cell may be at fault (a prompt that breaks the pipeline): isolate it.
         log.warning("batch of shard %s failed; rendering its cells one by one", shard.id)
-        batch = batch_of(cells)
         done: list[Cell] = []
         images: list[Image.Image] = []
         failures: list[CellFailure] = []
-        for i, cell in enumerate(cells):
+        for cell in cells:
             try:
-                images += renderer.render(split_batch(batch, i, i + 1), should_stop)
+                one = batch_with_bases(self.sessions, self.storage, [cell])
+                images += renderer.render(one, should_stop)
                 done.append(cell)
             except RenderInterrupted:
                 raise

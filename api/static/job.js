@@ -98,11 +98,28 @@ function showImages(state) {
     } else {
       node = el("div", { className: "missing", textContent: cell.bucket + " · " + cell.seed + " · " + cell.status });
     }
-    node.dataset.status = cell.status;
-    node.dataset.index = cell.index;
-    if (previous) previous.replaceWith(node); else group.lastChild.append(node);
-    shown.set(cell.index, node);
+    // A tick box per cell: the refine form sends the ticked indices (kept across redraws).
+    const ticked = previous ? previous.querySelector("input.pick").checked : false;
+    const pick = el("input", { type: "checkbox", className: "pick", checked: ticked,
+                               title: "tick to refine cell " + cell.index });
+    pick.dataset.index = cell.index;
+    pick.addEventListener("change", showPicked);
+    const wrapper = el("span", { className: "cell" }, pick, node); // node: the img's handlers
+    wrapper.dataset.status = cell.status;
+    wrapper.dataset.index = cell.index;
+    if (previous) previous.replaceWith(wrapper); else group.lastChild.append(wrapper);
+    shown.set(cell.index, wrapper);
   }
+}
+
+function pickedCells() {
+  return Array.from(document.querySelectorAll("#images input.pick:checked"), (b) => b.dataset.index);
+}
+
+function showPicked() {
+  const picked = pickedCells();
+  document.getElementById("picked").textContent = picked.length + " cells ticked";
+  document.getElementById("refine-cells").value = picked.join(",");
 }
 
 async function refresh() {
@@ -129,6 +146,7 @@ async function refresh() {
   setTimeout(refresh, TERMINAL.has(job.status) ? 1000 : 1500);
 }
 
+document.getElementById("refine-form").addEventListener("submit", showPicked);
 const viewer = document.getElementById("viewer");
 document.getElementById("close").addEventListener("click", () => viewer.close());
 viewer.addEventListener("click", (e) => { if (e.target === viewer) viewer.close(); });

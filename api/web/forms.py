@@ -63,3 +63,29 @@ def spec_from_form(form: Fields) -> dict[str, Any]:
         if value:
             spec[name] = _number(value, kind)
     return spec
+
+
+def refine_from_form(form: Fields) -> dict[str, Any]:
+    """The job page's refine form to a refinement request (models/domain/refine.py): the
+    ticked cells (or the "top" button's k), hires, more like N, and the overrides given."""
+    body: dict[str, Any] = {}
+    cells = first(form, "cells").replace(",", " ").split()
+    if first(form, "top"):
+        body["top"] = _number(first(form, "top"), int)
+        body["per_prompt"] = first(form, "per_prompt") == "on"
+    elif cells:
+        body["cells"] = [_number(c, int) for c in cells]
+    if first(form, "hires") == "on":
+        body["hires"] = True
+    if first(form, "more_like"):
+        body["more_like"] = _number(first(form, "more_like"), int)
+    overrides: dict[str, Any] = {}
+    if first(form, "sampler"):
+        overrides["sampler"] = first(form, "sampler")
+    if first(form, "steps"):
+        overrides["steps"] = _number(first(form, "steps"), int)
+    if first(form, "guidance_scale"):
+        overrides["guidance_scale"] = _number(first(form, "guidance_scale"), float)
+    if overrides:
+        body["set"] = overrides
+    return body

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db.tables import Base, utcnow
@@ -38,6 +38,9 @@ class Campaign(Base):
     pause_on_failure: Mapped[bool] = mapped_column(default=False)
     jitter_s: Mapped[int] = mapped_column(Integer, default=0)
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    # A refinement of each run's job once it finishes (models/domain/refine.py RefineIn;
+    # NULL: none). Migration 0014.
+    refine: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     last_scheduled_for: Mapped[datetime | None] = mapped_column(default=None)  # the watermark
     resumed_at: Mapped[datetime | None] = mapped_column(default=None)
     next_fire_at: Mapped[datetime | None] = mapped_column(default=None)  # None: nothing due
@@ -67,3 +70,4 @@ class CampaignRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    refine_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)  # 0014

@@ -91,6 +91,8 @@ def _assign(campaign: Campaign, data: CampaignIn) -> None:
     campaign.pause_on_failure = data.pause_on_failure
     campaign.jitter_s = data.jitter_s
     campaign.webhook_url = data.webhook_url
+    refine = data.refine
+    campaign.refine = None if refine is None else refine.model_dump(mode="json", exclude_none=True)
 
 
 def create_campaign(
@@ -233,4 +235,5 @@ def campaign_input(row: Campaign) -> dict[str, Any]:
         "pause_on_failure": row.pause_on_failure,
         "jitter_s": row.jitter_s,
         "webhook_url": row.webhook_url,
+        "refine": row.refine,
     }

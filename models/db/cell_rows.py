@@ -83,13 +83,13 @@ def item_cell(item: Item) -> Cell:
     return cell_of({name: getattr(item, name) for name in CELL_FIELDS})
 
 
-_CELL_COLUMNS: Final = [getattr(Item, name) for name in CELL_FIELDS]
+CELL_COLUMNS: Final = [getattr(Item, name) for name in CELL_FIELDS]
 
 
 def queued_cells(session: Session, *, job_id: uuid.UUID, shard_index: int) -> list[Cell]:
     """A shard's cells that still need an image, in index order."""
     rows = session.execute(
-        select(*_CELL_COLUMNS)
+        select(*CELL_COLUMNS)
         .where(
             Item.job_id == job_id,
             Item.shard_index == shard_index,

@@ -16,6 +16,7 @@ from models.db.copy import copy_field, copy_rows
 from models.db.holds import VISIBLE
 from models.db.pagination import Page, keyset_page
 from models.db.tables import Item, Job, Shard, utcnow
+from models.domain.cells import Cell
 from models.domain.grid import ResolvedGrid, expand, plan_shards, resolve
 from models.domain.prompt_pipeline import DEFAULT_LIBRARY, PromptLibrary
 from models.domain.spec import JobSpec
@@ -29,12 +30,29 @@ class IdempotencyConflict(Exception):
 
 
 @dataclass(frozen=True)
+class MadeCells:
+    """A job whose cells are not a grid's product: a refinement (models/domain/refine.py)."""
+
+    cells: list[Cell]
+    grid: dict[str, Any]  # stored as ``jobs.grid``
+    spec: dict[str, Any]  # the request as the client sent it: stored and hashed
+    parent_job_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class NewJob:
     spec: JobSpec  # as the client sent it: stored, and what an Idempotency-Key compares
     idempotency_key: str | None = None
     # The grid the limits were checked on (its seeds chose the wildcards); None: resolve.
     grid: ResolvedGrid | None = None
     render_spec: JobSpec | None = None  # what is rendered, if not ``spec`` (a content policy)
+    made: MadeCells | None = None  # its cells, made already (``spec``: the job's settings)
+
+    def cell_count(self, library: PromptLibrary) -> int:
+        return len(self.made.cells) if self.made is not None else self.spec.cell_count(library)
+
+    def request_hash(self) -> str:
+        return request_hash(self.spec) if self.made is None else _hash(self.made.spec)
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,10 @@ class CreatedJob:
 
 def request_hash(spec: JobSpec) -> str:
     # exclude_none: a new optional field must not change the hash of old requests.
-    body = spec.model_dump(mode="json", exclude_none=True)
+    return _hash(spec.model_dump(mode="json", exclude_none=True))
+
+
+def _hash(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -85,7 +106,7 @@ def find_replay(session: Session, *, tenant_id: uuid.UUID, request: NewJob) -> J
             Job.tenant_id == tenant_id, Job.idempotency_key == request.idempotency_key
         )
     )
-    if existing is not None and existing.request_hash != request_hash(request.spec):
+    if existing is not None and existing.request_hash != request.request_hash():
         raise IdempotencyConflict(request.idempotency_key)
     return existing
 
@@ -103,10 +124,16 @@ def _create_job(
     if existing is not None:
         return CreatedJob(existing, [], created=False)
 
-    grid = request.grid or resolve(
-        request.render_spec or request.spec, default_model=default_model, library=library
-    )
-    cells = expand(grid, library)
+    made = request.made
+    if made is None:
+        grid = request.grid or resolve(
+            request.render_spec or request.spec, default_model=default_model, library=library
+        )
+        cells, grid_json, model = expand(grid, library), grid.to_json(), grid.model
+        spec_json = request.spec.model_dump(mode="json")
+    else:
+        cells, grid_json, spec_json = made.cells, made.grid, made.spec
+        model = str(made.grid["model"])
     shards = plan_shards(cells, batch_size=batch_size)
     priority = Priority(request.spec.priority)
     job = Job(
@@ -114,11 +141,12 @@ def _create_job(
         tenant_id=tenant_id,
         name=request.spec.name,
         labels=dict(request.spec.labels),
-        spec=request.spec.model_dump(mode="json"),
-        grid=grid.to_json(),
-        request_hash=request_hash(request.spec),
+        spec=spec_json,
+        grid=grid_json,
+        request_hash=request.request_hash(),
         idempotency_key=request.idempotency_key,
-        model=grid.model,
+        model=model,
+        parent_job_id=None if made is None else made.parent_job_id,
         priority=priority.value,
         status=JobStatus.QUEUED,
         total=len(cells),
@@ -139,7 +167,7 @@ def _create_job(
             "job_id": job.id,
             "tenant_id": tenant_id,
             "index": s.index,
-            "model": grid.model,
+            "model": model,
             "bucket": s.bucket,
             "size": len(s.cell_indices),
             "priority_rank": priority.rank,

@@ -49,6 +49,9 @@ class PolledJob:
     expires_at: datetime | None
     expired_at: datetime | None
     removed_objects: int | None
+    # Refinements (migration 0014): the job it was made from, and the jobs made from it.
+    parent_job_id: uuid.UUID | None
+    children: list[Any] | None
 
     @classmethod
     def of(cls, job: Job) -> PolledJob:

@@ -125,6 +125,10 @@ class Job(Base):
     progress_at: Mapped[datetime | None] = mapped_column(default=None)
     progress_fraction: Mapped[float | None] = mapped_column(Float, default=None)
     artifacts_stale_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # Refinements (migration 0014): the job a child was made from, and a parent's
+    # children in the order they were made (NULL: none), for the job view.
+    parent_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None, index=True)
+    children: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
 
 
 class Item(Base):
@@ -182,6 +186,11 @@ class Item(Base):
     # The scorer's value and its label (migration 0013; NULL: not scored).
     score: Mapped[float | None] = mapped_column(Float, default=None)
     score_label: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A refinement's cell: its parent cell, and the parent PNG's sha256 its hi-res pass
+    # started from (migration 0014; NULL: not a refinement, or its base was rendered).
+    parent_job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    parent_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    base_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Shard(Base):

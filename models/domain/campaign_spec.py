@@ -24,6 +24,7 @@ from pydantic import (
 
 from models.domain.limits import Limits, check_limits
 from models.domain.prompt_chunks import TokenCounter
+from models.domain.refine import RefineIn, check_request
 from models.domain.schedule.cron import parse_schedule
 from models.domain.schedule.instants import in_range, validate_timezone
 from models.domain.schedule.plan import DEFAULT_CATCHUP_WINDOW, MIN_CATCHUP_WINDOW
@@ -83,6 +84,8 @@ class CampaignIn(BaseModel):
     pause_on_failure: StrictBool = False
     jitter_s: Annotated[Jitter, _JITTER_NAMES] = 0
     webhook_url: WebhookUrl | None = None  # job.completed of every run's job
+    # Once a run's job finishes: a child job refining its cells (docs/CAMPAIGNS.md).
+    refine: RefineIn | None = None
 
 
 class CampaignPatch(BaseModel):
@@ -108,6 +111,7 @@ class CampaignPatch(BaseModel):
     pause_on_failure: StrictBool | None = None
     jitter_s: Annotated[Jitter | None, _JITTER_NAMES] = None
     webhook_url: WebhookUrl | None = None
+    refine: RefineIn | None = None
 
     def apply_to(self, current: dict[str, Any]) -> CampaignIn:
         """The campaign after this patch, validated as a whole (errors name the field)."""
@@ -148,6 +152,11 @@ def check_campaign(
                 f"the spec renders {cells} images per run, more than {campaign.max_images_per_run}",
             )
         )
+    if campaign.refine is not None:  # its selection and changes, before any run needs them
+        try:
+            check_request(campaign.refine)
+        except SpecError as exc:
+            errors.extend(FieldError(f"refine.{e.field}", e.reason) for e in exc.errors)
     if campaign.webhook_url is not None:
         reason = private_url_reason(
             campaign.webhook_url, allow_private=limits.webhook_allow_private

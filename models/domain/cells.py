@@ -121,6 +121,13 @@ class RenderParams:
     # writes them A1111's way (infotext.py: tags in the prompt, "Lora hashes").
     loras: tuple[LoraUse, ...] = render_field((), to_json=plain, from_json=from_plain)
     lora_sets: tuple[LoraUse, ...] | None = render_field(None, to_json=plain, from_json=from_plain)
+    # A refinement's cell (models/domain/refine.py): the parent cell it came from, and
+    # the sha256 of the parent's PNG when its hi-res pass starts from that image instead
+    # of a base pass (None: the base pass is rendered). infotext.py writes them as
+    # "Parent: <job>#<index>" and "Hires base: <sha256>".
+    parent_job_id: str | None = render_field(None, varies_in_shard=True)
+    parent_index: int | None = render_field(None, varies_in_shard=True)
+    base_sha256: str | None = render_field(None, varies_in_shard=True)
 
 
 @dataclass(slots=True, kw_only=True)

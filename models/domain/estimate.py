@@ -49,7 +49,11 @@ def image_seconds(cell: Cell, chunks: int = 1) -> float:
     per_tflop = _seconds_28(cell.bucket) / _REFERENCE_TFLOP  # at this bucket's size
     step = UNET_TFLOP_PER_STEP + CROSS_ATTENTION_TFLOP_PER_CHUNK * max(0, chunks - 1)
     unet = step * (1.0 if cell.guidance_scale > 1.0 else 0.5)
+    # A refinement's hi-res pass on its parent's image runs no base pass, but encodes the
+    # upscaled image (counted as a decode at the output size: the encoder is smaller).
     tflop = cell.steps * unet
+    if cell.base_sha256 is not None and cell.hires_scale is not None:
+        tflop = cell.hires_scale**2 * VAE_DECODE_TFLOP
     if cell.hires_scale is None:
         tflop += VAE_DECODE_TFLOP
     else:

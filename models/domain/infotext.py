@@ -9,7 +9,9 @@ each render field with an ``infotext`` key is written, in declaration order, unl
 it has its default value (A1111 leaves defaults out: ``Emphasis`` is written for
 "no_norm" only, the hi-res fields only for a hi-res cell). ``Size`` (width x height),
 ``Model hash`` and ``Model`` follow ``Seed``; a hi-res cell adds ``Hires upscaler``;
-``Size`` stays the first pass's size, as in A1111.
+``Size`` stays the first pass's size, as in A1111. A refinement (models/domain/refine.py)
+adds ``Parent: <job>#<index>``, and ``Hires base: <sha256>`` when its hi-res pass started
+from the parent's PNG (then the upscaler is ``Lanczos``, a resize of pixels).
 
 What A1111 needs beyond the cell to make the same image is the renderer's ``Receipt``,
 written last as A1111 writes it: ``RNG: CPU`` (A1111 assumes GPU noise without it),
@@ -37,6 +39,8 @@ from models.domain.loras import LoraError, LoraUse, lora_tag, prompt_loras
 from models.domain.samplers import canonical_sampler
 
 HIRES_UPSCALER: Final = "Latent (nearest-exact)"  # A1111's name for the farm's latent upscale
+# A refinement's hi-res pass from its parent's PNG resizes pixels (worker/hires.py).
+IMAGE_UPSCALER: Final = "Lanczos"
 _AFTER_SIZE: Final = "Seed"  # Size and Model go right after this key, as A1111 writes them
 _WRITTEN: Final = tuple(n for n in RENDER_FIELDS if FIELD_INFO[n].infotext is not None)
 _BY_KEY: Final = {FIELD_INFO[n].infotext: n for n in _WRITTEN}
@@ -102,7 +106,12 @@ def _fields(p: RenderParameters) -> list[tuple[str, str]]:
                 fields.append(("Model hash", _quote(p.model_hash)))
             fields.append(("Model", _quote(p.model)))
     if p.hires_scale is not None:
-        fields.append(("Hires upscaler", _quote(HIRES_UPSCALER)))
+        upscaler = HIRES_UPSCALER if p.base_sha256 is None else IMAGE_UPSCALER
+        fields.append(("Hires upscaler", _quote(upscaler)))
+    if p.parent_job_id is not None:  # a refinement names the cell it came from
+        fields.append(("Parent", _quote(f"{p.parent_job_id}#{p.parent_index}")))
+    if p.base_sha256 is not None:
+        fields.append(("Hires base", _quote(p.base_sha256)))
     if p.loras:
         hashes = ", ".join(f"{u.name}: {u.short_hash or ''}" for u in p.loras)
         fields.append(("Lora hashes", json.dumps(hashes, ensure_ascii=False)))
@@ -203,6 +212,11 @@ def parse_infotext(text: str) -> RenderParameters:
             values[name] = FIELD_INFO[name].read(raw)
     if "hires_scale" not in values:
         values.pop("hires_strength", None)  # without a hi-res pass it is img2img's strength
+    parent, _, parent_index = params.get("Parent", "").rpartition("#")
+    if parent and parent_index.isdigit():
+        values.update(parent_job_id=parent, parent_index=int(parent_index))
+    if "Hires base" in params:
+        values["base_sha256"] = params["Hires base"]
     if "Sampler" in params and "Schedule type" in params:  # A1111 >= 1.9 splits the two
         values["sampler"] = canonical_sampler(params["Sampler"], params["Schedule type"])
     return RenderParameters(

@@ -34,11 +34,13 @@ from models.db.runs import (
 )
 from models.db.tables import Job
 from models.domain.policy import ContentPolicy
+from models.domain.refine import RefineIn
 from models.domain.schedule.plan import TickActionKind, plan_tick
 from models.domain.schedule.policies import OverlapPolicy, overlap_action, should_pause
 from models.domain.seed_policy import run_seeds
 from models.domain.spec import JobSpec, SpecError
 from models.domain.status import JobStatus
+from models.service.refine import create_child
 from models.service.submit import JobRequest, QuotaExceeded, Submitter
 
 MAX_LABELS = 50
@@ -204,12 +206,15 @@ def settle(
 ) -> list[RunResult]:
     """Close runs whose job finished (pausing on failure), then start a buffered run if idle."""
     finished = finished_runs(session, campaign_id=campaign.id)
+    started: list[RunResult] = []
     for run, status in finished:
         run.status, run.finished_at = status, now
         if should_pause(campaign.pause_on_failure, JobStatus(status)):
             campaign.paused_by_failure = True
             campaign.next_fire_at = compute_next_fire(campaign, now)
-    started: list[RunResult] = []
+        refined = _refine_run(session, campaign=campaign, run=run, submitter=submitter)
+        if refined is not None:
+            started.append(refined)
     while campaign.enabled and not campaign.paused_by_failure:
         running, buffered = active_counts(session, campaign_id=campaign.id)
         if running or not buffered:
@@ -221,6 +226,36 @@ def settle(
         session.flush()
         started.append(RunResult(run, job, publication))
     return started
+
+
+def _refine_run(
+    session: Session, *, campaign: Campaign, run: CampaignRun, submitter: Submitter
+) -> RunResult | None:
+    """The campaign's refinement of a finished run's job (``refine`` in its spec): a child
+    job linked to the run. One that cannot be made (no cell scored for ``top``, a quota)
+    is the run's ``reason``; the run keeps its job's status."""
+    if campaign.refine is None or run.job_id is None or run.refine_job_id is not None:
+        return None
+    parent = session.get(Job, run.job_id)
+    if parent is None or parent.status not in (JobStatus.SUCCEEDED, JobStatus.PARTIAL):
+        return None
+    request = RefineIn.model_validate(campaign.refine)
+    key = f"campaign:{campaign.id}:{run.scheduled_for.isoformat()}:refine"
+    try:
+        with session.begin_nested():  # nothing of a refused refinement stays
+            created = create_child(
+                submitter,
+                session,
+                tenant_id=campaign.tenant_id,
+                parent=parent,
+                request=request,
+                idempotency_key=key,
+            )
+    except (SpecError, QuotaExceeded) as exc:
+        run.reason = f"refine: {exc}"
+        return None
+    run.refine_job_id = created.job.id
+    return RunResult(run, created.job, Publication(created.job.model, created.shard_ids))
 
 
 def trigger(

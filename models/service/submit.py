@@ -32,7 +32,7 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.db.jobs import CreatedJob, NewJob, create_jobs, find_replay
+from models.db.jobs import CreatedJob, MadeCells, NewJob, create_jobs, find_replay
 from models.db.ledger import gpu_ms_since
 from models.db.policies import load_policy
 from models.db.quotas import active_cells, cells_submitted_since
@@ -71,6 +71,7 @@ class JobRequest:
     spec: JobSpec
     idempotency_key: str | None = None
     field_prefix: str = ""
+    made: MadeCells | None = None  # a refinement's cells, checked (models/service/refine.py)
 
 
 class Submitter:
@@ -151,13 +152,14 @@ class Submitter:
                 r.idempotency_key,
                 render_spec=with_forced_terms(r.spec, policy),
                 grid=grid,
+                made=r.made,
             )
             for r, grid in zip(requests, made_from, strict=True)
         ]
         new = [j for j in jobs if find_replay(session, tenant_id=tenant_id, request=j) is None]
         library = self.settings.prompt_library
         if new:
-            cells = sum(j.spec.cell_count(library) for j in new)
+            cells = sum(j.cell_count(library) for j in new)
             self.check_quota(session, tenant_id=tenant_id, cells=cells, policy=policy)
         created = create_jobs(
             session,

@@ -23,6 +23,7 @@ from bench import (
     job_get,
     pad_conds,
     query_plans,
+    refine_hires,
     submit_grid,
 )
 from bench.gpu_kit import report, run
@@ -88,6 +89,14 @@ def test_gpu_render_tiny_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
     result = gpu_render.main(args)
     assert result["farm"]["images_per_s"] > 0
     _printed(capsys, "gpu_render")
+
+
+def test_refine_hires_tiny_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--cells", "1", "--size", "64x64", "--steps", "1", "--hires-steps", "1"]
+    result = refine_hires.main([*args, "--repeats", "1"])
+    assert result["output"] == "96x96"
+    assert all(s > 0 for s in result["seconds"].values())
+    _printed(capsys, "refine_hires")
 
 
 def _gpu_kit(out: Path, *args: str, env: dict[str, str] | None = None) -> int:

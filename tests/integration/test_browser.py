@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -135,6 +136,9 @@ def test_sign_in_submit_watch_and_inspect_a_grid(web: tuple[str, str], browser: 
     # A click on an image shows it full size with its parameters.
     thumbs = page.locator("#images img")
     expect(thumbs).to_have_count(4)
+    page.wait_for_function(  # each thumbnail shows (or, not written yet, its full image)
+        "() => [...document.querySelectorAll('#images img')].every(i => i.naturalWidth > 0)"
+    )
     thumbs.nth(1).click()  # cell 1: 1024x1024, seed 4
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
@@ -168,4 +172,41 @@ def test_sign_in_submit_watch_and_inspect_a_grid(web: tuple[str, str], browser: 
     expect(grid.locator("th.row").first).to_have_text("1024x1024")
     page.locator(".cell img").first.click()
     expect(page.locator("#params")).to_contain_text("hatsune miku")
+    page.close()
+
+
+def test_tick_two_cells_and_refine_them_from_the_job_page(
+    web: tuple[str, str], browser: Browser
+) -> None:
+    base, key = web
+    grid = {"name": "to refine", "prompts": ["1girl, solo"], "seeds": [5, 6, 7], "steps": 2}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
+        parent = http.post("/v1/jobs", json=grid).json()["id"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(f"{base}/login?next=/web/jobs/{parent}")
+    page.fill("input[name=api_key]", key)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{base}/web/jobs/{parent}")
+
+    # Tick cells 0 and 2 (rendered or not: an override re-renders them) and submit.
+    picks = page.locator("#images input.pick")
+    expect(picks).to_have_count(3)
+    picks.nth(0).check()
+    picks.nth(2).check()
+    expect(page.locator("#picked")).to_have_text("2 cells ticked")
+    page.fill("#refine-form input[name=steps]", "3")
+    page.click("#refine-submit")
+    expect(page).to_have_url(re.compile(r"/web/jobs/[0-9a-f-]{36}$"))
+    child = page.url.rsplit("/", 1)[-1]
+    assert child != parent
+    expect(page.locator("#parent-link")).to_have_attribute("href", f"/web/jobs/{parent}")
+    expect(page.locator("#counts")).to_contain_text("/2 images")
+    expect(page.locator("#images input.pick")).to_have_count(2)  # the child's two cells
+    _shot(page, "refined-job-page.png")
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
+        cells = http.get(f"/v1/jobs/{child}/images").json()["items"]
+    assert [(c["parent_index"], c["steps"], c["seed"]) for c in cells] == [(0, 3, 5), (2, 3, 7)]
+    page.goto(f"{base}/web/jobs/{parent}")
+    expect(page.locator(".child-link")).to_have_text(child)
     page.close()
