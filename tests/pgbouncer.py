@@ -68,7 +68,7 @@ def pgbouncer(
         f"default_pool_size = {pool_size}\nmax_client_conn = {max_client_conn}\n"
         # A Postgres restart: clients wait for the server to come back, not fail at once.
         "server_login_retry = 1\nquery_wait_timeout = 60\n"
-        f"logfile = {folder / 'pgbouncer.log'}\n"
+        f"logfile = {folder / 'pgbouncer.log'}\nlog_connections = 0\nlog_disconnections = 0\n"
     )
     command = ["pgbouncer", str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:  # it refuses to run as root
@@ -76,12 +76,15 @@ def pgbouncer(
         shutil.chown(folder, "postgres")
         for path in folder.iterdir():
             shutil.chown(path, "postgres")
-    proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # Its output goes to a file: it logs every login to stderr too, and a pipe nobody
+    # reads fills up and stops it.
+    with (folder / "stderr.log").open("wb") as stderr:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
     admin = f"postgresql://{user}@127.0.0.1:{port}/pgbouncer"
     try:
-        _wait_ready(proc, admin)
+        _wait_ready(proc, admin, folder / "stderr.log")
         yield PgBouncer(port, admin, folder / "pgbouncer.log")
     finally:
         proc.terminate()
@@ -90,17 +93,14 @@ def pgbouncer(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], admin_url: str) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], admin_url: str, stderr: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"pgbouncer exited {proc.returncode}: {err}")
+            raise RuntimeError(f"pgbouncer exited {proc.returncode}: {stderr.read_text()}")
         try:
             psycopg.connect(admin_url, autocommit=True, connect_timeout=2).close()
             return
