@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db.cell_rows import queued_cells
 from models.db.claims import ClaimedShard, claim_next_shard
 from models.db.finish import CellFailure
-from models.db.session import retry_on_disconnect
+from models.db.session import retry_on_disconnect, statement_transactions
 from models.domain.cells import Cell
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
@@ -109,7 +109,8 @@ class ShardRunner:
             prefer = None  # fair share's job, this time
 
         def claim() -> tuple[ClaimedShard | None, list[Cell]]:
-            with self.sessions.begin() as session:
+            # The claim commits as it ends; its cells are read after: the shard is ours.
+            with statement_transactions(self.sessions) as session:
                 shard = claim_next_shard(
                     session,
                     model=model,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +73,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+@contextmanager
+def statement_transactions(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose every statement commits by itself, on Postgres: a claim
+    (``farm_claim_shard()``, one statement) then holds its row locks only while it runs,
+    not for a client round trip to COMMIT, during which every other claimer of that job
+    or tenant would wait (bench/fleet.py). Elsewhere (SQLite: the claim is several
+    statements) one ordinary transaction."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with sessions.begin() as session:
+            yield session
+        return
+    with (
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        Session(bind=connection) as session,
+    ):
+        yield session
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
