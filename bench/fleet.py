@@ -178,8 +178,12 @@ def run_one(
     probe.stop()
     cpu_after = backend_cpu_s(probe.pids())
     client_cpu = time.process_time() - client_before
+    # Every worker's last cycle ends before the next run starts: a run must not
+    # measure the previous run's queue (drain_s says how long that took).
+    drained = time.monotonic()
     for thread in threads:
-        thread.join(60)
+        thread.join(max(1.0, drained + 600 - time.monotonic()))
+    drain_s = time.monotonic() - drained
     engine.dispose()
     direct.kw["bind"].dispose()
     pg_cpu = sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items())
@@ -204,6 +208,7 @@ def run_one(
         "postgres_cores": round(pg_cpu / args.seconds, 2),
         "postgres_cpu_ms_per_image": round(pg_cpu * 1000 / images, 3) if images else None,
         "simulator_cpu_s": round(client_cpu, 2),
+        "drain_s": round(drain_s, 1),
         **probe.summary(),
     }
     if scenario == "backlog" and tally.tenants:
