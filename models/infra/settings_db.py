@@ -17,10 +17,11 @@ class DatabaseSettings(BaseSettings):
     db_pool_api: int = 8
     db_overflow_api: int = 4
     # A worker needs 2 at steady state: its claim (shard runner thread) and its finish
-    # (shard writer thread) overlap while the next shard renders; the heartbeat and the
-    # reconciler run for milliseconds every few seconds and borrow an overflow one.
+    # (shard writer thread) overlap while the next shard renders. The heartbeat, the
+    # reconciler, the job-artifacts listener and the tenant cache run for milliseconds
+    # now and then and borrow an overflow one (closed again when returned).
     db_pool_worker: int = 2
-    db_overflow_worker: int = 2
+    db_overflow_worker: int = 4
     # Beat: one scheduler loop and the webhook sender, one statement at a time each.
     db_pool_beat: int = 2
     db_overflow_beat: int = 1
