@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint browser gpu-kit
+.PHONY: install demo test lint browser services gpu-kit
 
 $(BIN)/farm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ lint: install
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: lint browser
+# PgBouncer (Debian's 1.18) for the tests that run the farm through a transaction pooler.
+services:
+	command -v pgbouncer >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+
+test: lint browser services
 	$(BIN)/pytest
 
 # What travels to a lent GPU machine: wheels of what it lacks (bench/README.md, "The device kit").

@@ -4,9 +4,9 @@ The FastAPI route (api/routes/jobs.py, api/poll.py) cost ~3.5 ms of CPU per poll
 middlewares, routing, dependency injection, a worker-thread hop, SQLAlchemy, and a
 pool pre-ping round trip per checkout. ``FarmApi`` (api/main.py) hands a poll to this
 front door before any of that: an async psycopg pool in the event loop (autocommit,
-statements prepared), one query, the same ``job_out`` view, ETag, error shape and
-access-log line. An unexpected error propagates to the server (a plain 500, as
-FastAPI's own server-error middleware answers).
+statements prepared unless FARM_DB_TRANSACTION_POOLER), one query, the same ``job_out``
+view, ETag, error shape and access-log line. An unexpected error propagates to the
+server (a plain 500, as FastAPI's own server-error middleware answers).
 
 Anything it does not recognise — another path or method, an id that is not a UUID,
 SQLite (embedded mode) — goes on to FastAPI. docs/PERFORMANCE.md has the numbers.
@@ -56,13 +56,19 @@ def libpq_url(sqlalchemy_url: str) -> str | None:
 class _LoopResources:
     """A pool (and a Redis client for the rate limit) bound to one event loop."""
 
-    def __init__(self, conninfo: str, redis_url: str | None) -> None:
+    def __init__(self, conninfo: str, redis_url: str | None, *, prepare: bool) -> None:
         self.loop = asyncio.get_running_loop()
+        connection_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "application_name": POLL_APPLICATION_NAME,
+        }
+        if not prepare:  # behind a transaction pooler: psycopg must never prepare either
+            connection_kwargs["prepare_threshold"] = None
         self.pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=POLL_CONNECTIONS,
-            kwargs={"autocommit": True, "application_name": POLL_APPLICATION_NAME},
+            kwargs=connection_kwargs,
             open=False,
             name="poll",
         )
@@ -87,6 +93,10 @@ class PollFastPath:
 
     def __init__(self, settings: Settings, *, key_cache: KeyCache, limiter: RateLimiter) -> None:
         self.conninfo = libpq_url(settings.sqlalchemy_url)
+        # Named prepared statements live in one server connection; behind PgBouncer in
+        # transaction mode the next poll may run on another ("_pg3_N does not exist") or
+        # clash with another client's statement of the same name.
+        self.prepare = not settings.db_transaction_pooler
         self.key_cache = key_cache
         self.limiter = limiter
         self._resources: _LoopResources | None = None
@@ -100,7 +110,7 @@ class PollFastPath:
         resources = self._resources
         if resources is None or resources.loop is not asyncio.get_running_loop():
             assert self.conninfo is not None
-            resources = _LoopResources(self.conninfo, self.limiter.redis_url)
+            resources = _LoopResources(self.conninfo, self.limiter.redis_url, prepare=self.prepare)
             self._resources = resources
         if not resources.is_open:  # the lock only until the pool is open, not per poll
             await resources.open()
@@ -133,7 +143,7 @@ class PollFastPath:
             tenant = await self._tenant(connection, key)
             await self.limiter.check_async(tenant, resources.redis)
             cursor = await connection.execute(
-                POLLED_JOB_SQL, {"job_id": job_id, "tenant_id": tenant}, prepare=True
+                POLLED_JOB_SQL, {"job_id": job_id, "tenant_id": tenant}, prepare=self.prepare
             )
             row = await cursor.fetchone()
             return None if row is None else PolledJob(*row)
@@ -143,7 +153,7 @@ class PollFastPath:
         if tenant is not None:
             return tenant
         cursor = await connection.execute(
-            TENANT_FOR_KEY_SQL, {"key_hash": hash_key(key)}, prepare=True
+            TENANT_FOR_KEY_SQL, {"key_hash": hash_key(key)}, prepare=self.prepare
         )
         row = await cursor.fetchone()
         if row is None:

@@ -58,7 +58,7 @@ class FarmApi(FastAPI):
 
 
 def create_app(settings: Settings, *, publisher: Publisher) -> FastAPI:
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, **settings.engine_kwargs("api"))
     key_cache = KeyCache(ttl_s=settings.api_key_cache_s)
     limiter = RateLimiter(per_s=settings.rate_limit_per_s, redis_url=settings.broker_url)
     fast_poll = PollFastPath(settings, key_cache=key_cache, limiter=limiter)

@@ -19,9 +19,10 @@ from api.auth import authenticate, missing_key, parse_bearer
 from api.deps import AppState
 from api.errors import ApiError
 from models.db.poll import PolledJob, polled_job
+from models.db.session import retry_on_disconnect
 
-# At most this many polls hold a database connection at once, below the engine's
-# pool_size (10): more would open and close overflow connections per request.
+# At most this many polls hold a database connection at once, at most the engine's
+# pool_size (FARM_DB_POOL_API, 8): more would open and close overflow connections.
 POLL_THREADS = 8
 
 
@@ -32,17 +33,23 @@ def read_polled_job(request: Request, job_id: str) -> PolledJob:
     key = parse_bearer(request.headers.get("authorization", ""))
     if key is None:
         raise missing_key()
+    try:
+        parsed = uuid.UUID(job_id)
+    except ValueError:
+        parsed = None
     engine = state.sessions.kw["bind"]
-    with (
-        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
-        Session(bind=connection) as session,
-    ):
-        tenant = authenticate(state, session, key)
-        try:
-            parsed = uuid.UUID(job_id)
-        except ValueError:
-            raise ApiError(404, f"no job {job_id!r}") from None
-        job = polled_job(session, tenant_id=tenant, job_id=parsed)
+
+    def read() -> PolledJob | None:
+        with (
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            Session(bind=connection) as session,
+        ):
+            tenant = authenticate(state, session, key)
+            if parsed is None:
+                raise ApiError(404, f"no job {job_id!r}")
+            return polled_job(session, tenant_id=tenant, job_id=parsed)
+
+    job = retry_on_disconnect(read)  # no pre-ping: a dropped connection costs one retry
     if job is None:
         raise ApiError(404, f"no job {job_id!r}")
     return job

@@ -65,7 +65,9 @@ class BeatThreads:
 
 def run_beat(settings: Settings) -> None:
     """``farm beat``: the threads until SIGTERM/SIGINT (logging is set up by ``farm``)."""
-    sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
+    sessions = make_session_factory(
+        make_engine(settings.sqlalchemy_url, **settings.engine_kwargs("beat"))
+    )
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -54,7 +54,7 @@ def migrate() -> None:
     from migrations.apply import upgrade
 
     settings = get_settings()
-    upgrade(settings.sqlalchemy_url)
+    upgrade(settings.migration_url(settings.sqlalchemy_url))
     console.print(f"database at {settings.sqlalchemy_url.split('@')[-1]} is up to date")
 
 

@@ -22,7 +22,9 @@ def keys_create(tenant: Annotated[str, typer.Option(help="Tenant the key belongs
     from models.db.keys import create_api_key
     from models.db.session import make_engine, make_session_factory
 
-    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    sessions = make_session_factory(
+        make_engine(get_settings().sqlalchemy_url, **get_settings().engine_kwargs("cli"))
+    )
     with sessions.begin() as session:
         key = create_api_key(session, tenant_name=tenant)
     err.print(f"API key for tenant {tenant!r} (store it now; it is not shown again):")
@@ -35,7 +37,9 @@ def keys_list() -> None:
     from models.db.keys import list_api_keys
     from models.db.session import make_engine, make_session_factory
 
-    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    sessions = make_session_factory(
+        make_engine(get_settings().sqlalchemy_url, **get_settings().engine_kwargs("cli"))
+    )
     with sessions() as session:
         keys = list_api_keys(session)
     table = Table("prefix", "tenant", "created", "state")
@@ -51,7 +55,9 @@ def keys_revoke(prefix: Annotated[str, typer.Argument(help="Key or key prefix.")
     from models.db.keys import revoke_api_key
     from models.db.session import make_engine, make_session_factory
 
-    sessions = make_session_factory(make_engine(get_settings().sqlalchemy_url))
+    sessions = make_session_factory(
+        make_engine(get_settings().sqlalchemy_url, **get_settings().engine_kwargs("cli"))
+    )
     with sessions.begin() as session:
         count = revoke_api_key(session, prefix=prefix)
     if not count:

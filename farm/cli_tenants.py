@@ -27,7 +27,7 @@ EXIT_INVALID = 2
 def _sessions() -> Iterator[sessionmaker[Session]]:
     from models.db.session import make_engine, make_session_factory
 
-    engine = make_engine(get_settings().sqlalchemy_url)
+    engine = make_engine(get_settings().sqlalchemy_url, **get_settings().engine_kwargs("cli"))
     try:
         yield make_session_factory(engine)
     finally:

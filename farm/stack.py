@@ -71,4 +71,4 @@ def serve_in_thread(app: FastAPI, *, host: str, port: int) -> Iterator[str]:
 
 
 def migrate(settings: Settings) -> None:
-    upgrade(settings.sqlalchemy_url)
+    upgrade(settings.migration_url(settings.sqlalchemy_url))

@@ -19,6 +19,7 @@ from models.db.keys import create_api_key
 from models.db.session import make_engine, make_session_factory
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings, normalize_database_url
+from tests.pgbouncer import PgBouncer, pgbouncer
 from tests.services import S3Server, moto_s3, postgres_database, redis_database
 
 if TYPE_CHECKING:
@@ -37,6 +38,14 @@ def pg_url() -> Iterator[str]:
     with postgres_database() as url:
         upgrade(normalize_database_url(url))
         yield url
+
+
+@pytest.fixture(scope="session")
+def bouncer(pg_url: str) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction mode in front of the test database. Its pool is
+    smaller than the clients' so that server connections are shared, as in production."""
+    with pgbouncer(pg_url, pool_size=4) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,9 @@ def build_runner(
     device = resolve_device(settings.device) if settings.screening_model else "cpu"
     analyzers = timed_analyzers(load_analyzers(settings, device))
     device_for = devices_by_model(settings)
-    sessions = make_session_factory(make_engine(settings.sqlalchemy_url))
+    sessions = make_session_factory(
+        make_engine(settings.sqlalchemy_url, **settings.engine_kwargs("worker"))
+    )
     storage = make_storage(settings)
     # Thumbnails, contact sheets, manifest and gallery, on the listener's own thread.
     artifacts = JobArtifacts(settings=settings, sessions=sessions, storage=storage)

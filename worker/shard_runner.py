@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db.cell_rows import queued_cells
 from models.db.claims import ClaimedShard, claim_next_shard
 from models.db.finish import CellFailure
+from models.db.session import retry_on_disconnect, statement_transactions
 from models.domain.cells import Cell
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
@@ -107,18 +108,25 @@ class ShardRunner:
         prefer = self._adapters.get(model)
         if self._passed_over.get(model, 0) >= lookahead:
             prefer = None  # fair share's job, this time
-        with self.sessions.begin() as session:
-            shard = claim_next_shard(
-                session,
-                model=model,
-                worker=self.worker_id,
-                lease_s=self.settings.shard_lease_s,
-                adapters=prefer,
-                lookahead=lookahead,
-            )
-            if shard is None:
-                return Outcome.NOTHING
-            cells = queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+
+        def claim() -> tuple[ClaimedShard | None, list[Cell]]:
+            # The claim commits as it ends; its cells are read after: the shard is ours.
+            with statement_transactions(self.sessions) as session:
+                shard = claim_next_shard(
+                    session,
+                    model=model,
+                    worker=self.worker_id,
+                    lease_s=self.settings.shard_lease_s,
+                    adapters=prefer,
+                    lookahead=lookahead,
+                )
+                if shard is None:
+                    return None, []
+                return shard, queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+
+        shard, cells = retry_on_disconnect(claim)
+        if shard is None:
+            return Outcome.NOTHING
         self._passed_over[model] = self._passed_over.get(model, 0) + 1 if shard.passed_over else 0
         self._hold(shard)
         indices = [c.index for c in cells]

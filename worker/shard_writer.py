@@ -19,9 +19,10 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.claims import ClaimedShard
-from models.db.finish import CellFailure, CellResult, finish_attempt
+from models.db.finish import CellFailure, CellResult, ShardCompletion, finish_attempt
 from models.db.finish_extras import AnalysisRecord, record_extras
 from models.db.leases import cancelled_jobs
+from models.db.session import retry_on_disconnect
 from models.db.tables import utcnow
 from models.domain.animagine import rating_of
 from models.domain.cells import Cell
@@ -94,25 +95,31 @@ class ShardWriter:
                     return  # cancel settled: nothing new lands in storage
             results, failures = self._upload(rendered)
             recorded = {r.index for r in results}
-            with self.sessions.begin() as session:
-                completion = finish_attempt(
-                    session,
-                    shard=shard,
-                    worker=self.worker_id,
-                    results=results,
-                    failures=failures,
-                    max_attempts=self.settings.max_attempts,
-                    backoff_s=self.settings.retry_backoff_s,
-                )
-                stopped = record_extras(
-                    session,
-                    shard=shard,
-                    results=results,
-                    analyses=[a for a in rendered.analyses if a.index in recorded],
-                    device=self.device_for(shard.model),
-                    progress_min_interval_s=self.settings.webhook_progress_min_interval_s,
-                    now=utcnow(),
-                )
+
+            def finish() -> tuple[ShardCompletion, JobStatus | None]:
+                with self.sessions.begin() as session:
+                    completion = finish_attempt(
+                        session,
+                        shard=shard,
+                        worker=self.worker_id,
+                        results=results,
+                        failures=failures,
+                        max_attempts=self.settings.max_attempts,
+                        backoff_s=self.settings.retry_backoff_s,
+                    )
+                    stopped = record_extras(
+                        session,
+                        shard=shard,
+                        results=results,
+                        analyses=[a for a in rendered.analyses if a.index in recorded],
+                        device=self.device_for(shard.model),
+                        progress_min_interval_s=self.settings.webhook_progress_min_interval_s,
+                        now=utcnow(),
+                    )
+                    return completion, stopped
+
+            # Repeatable: conditional updates, nothing recorded twice.
+            completion, stopped = retry_on_disconnect(finish)
         except Exception:
             # The database is away: the lease lapses and the reconciler re-queues the shard.
             log.exception("could not record shard %s of job %s", shard.id, shard.job_id)

@@ -112,7 +112,10 @@ def _claim(
     job_id = session.scalar(select(Shard.job_id).where(Shard.id == shard_id))
     if job_id is None:
         return None
-    lock_job(session, job_id)
+    # Only a job's first claim locks its row (farm_claim_shard v3): later claims write
+    # the fair-share hints below without waiting, which one at a time is the same.
+    if session.scalar(select(Job.status).where(Job.id == job_id)) == JobStatus.QUEUED:
+        lock_job(session, job_id)
     row = session.execute(
         update(Shard)
         .where(Shard.id == shard_id, Shard.status == ShardStatus.QUEUED)

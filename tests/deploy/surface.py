@@ -41,6 +41,7 @@ UPSTREAM_IMAGES = {
     "redis": r"7(\.\d+)*",
     "minio/minio": r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
     "minio/mc": r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+    "edoburu/pgbouncer": r"v1\.\d+\.\d+(-p\d+)?",
 }
 
 FARM_ENV_RE = re.compile(r"\bFARM_[A-Z0-9_]+\b")

@@ -149,6 +149,7 @@ def test_farm_services_start_after_migrate() -> None:
         depends = service.get("depends_on", {})
         assert depends.get("migrate", {}).get("condition") == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["pgbouncer"]["condition"] == "service_healthy", name
         assert depends["minio-bucket"]["condition"] == "service_completed_successfully", name
     assert svc["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
 
@@ -245,10 +246,18 @@ def test_farm_environment_points_at_the_services() -> None:
     for name, service in farm_services().items():
         env = service["environment"]
         assert unknown_farm_env(k for k in env if k.startswith("FARM_")) == set(), name
+        # The farm through PgBouncer in transaction mode; migrations straight to Postgres.
         db = urlsplit(env["FARM_DATABASE_URL"])
-        assert (db.hostname, db.port, db.username) == ("postgres", 5432, "farm"), name
-        assert db.password == svc["postgres"]["environment"]["POSTGRES_PASSWORD"]
-        assert db.path == "/" + svc["postgres"]["environment"]["POSTGRES_DB"]
+        assert (db.hostname, db.port, db.username) == ("pgbouncer", 5432, "farm"), name
+        assert env["FARM_DB_TRANSACTION_POOLER"] == "1", name
+        direct = urlsplit(env["FARM_MIGRATION_DATABASE_URL"])
+        assert (direct.hostname, direct.port, direct.username) == ("postgres", 5432, "farm")
+        bouncer = svc["pgbouncer"]["environment"]
+        assert bouncer["POOL_MODE"] == "transaction"
+        assert urlsplit(bouncer["DATABASE_URL"]).hostname == "postgres"
+        for url in (db, direct, urlsplit(bouncer["DATABASE_URL"])):
+            assert url.password == svc["postgres"]["environment"]["POSTGRES_PASSWORD"]
+            assert url.path == "/" + svc["postgres"]["environment"]["POSTGRES_DB"]
         assert urlsplit(env["FARM_BROKER_URL"]).hostname == "redis", name
         s3 = urlsplit(env["FARM_S3_ENDPOINT_URL"])
         assert (s3.hostname, s3.port) == ("minio", 9000), name

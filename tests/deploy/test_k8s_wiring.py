@@ -291,3 +291,23 @@ def test_keda_scales_the_worker_on_its_models_queue(name: str) -> None:
         broker = urlsplit(get(resources, "Secret", "farm-secrets")["stringData"]["FARM_BROKER_URL"])
         assert (broker.hostname, broker.port) == (service, int(port))
         assert broker.path.strip("/") == trigger["metadata"]["databaseIndex"]
+
+
+@overlay
+def test_the_farm_reaches_postgres_through_pgbouncer(name: str) -> None:
+    """Transaction pooling in front of Postgres; migrations go to Postgres itself."""
+    resources = resources_of(name)
+    bouncer = container(get(resources, "Deployment", "farm-pgbouncer"), "pgbouncer")
+    env = {e["name"]: e for e in bouncer["env"]}
+    assert env["POOL_MODE"]["value"] == "transaction"
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == (
+        "FARM_MIGRATION_DATABASE_URL"
+    )
+    assert configmap_data(resources, "farm-config")["FARM_DB_TRANSACTION_POOLER"] == "1"
+    get(resources, "Service", "farm-pgbouncer")
+    if name == "dev":
+        secret = get(resources, "Secret", "farm-secrets")["stringData"]
+        assert urlsplit(secret["FARM_DATABASE_URL"]).hostname == "farm-pgbouncer"
+        assert urlsplit(secret["FARM_MIGRATION_DATABASE_URL"]).hostname == "postgres"
+    else:
+        assert "FARM_MIGRATION_DATABASE_URL" in documented_secret_keys()

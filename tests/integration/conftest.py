@@ -1,4 +1,8 @@
-"""A running farm: `farm api` and `farm worker` processes on real Postgres, Redis and S3."""
+"""A running farm: `farm api` and `farm worker` processes on real Postgres, Redis and S3.
+
+With FARM_TEST_VIA_PGBOUNCER=1 the farm's processes reach Postgres through a real
+PgBouncer in transaction mode (tests/pgbouncer.py); migrations and the tests' own
+checks go straight to Postgres."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from models.db.keys import create_api_key
 from models.db.session import make_engine, make_session_factory
 from models.infra.settings import Settings, normalize_database_url
 from tests.conftest import TEST_MODELS
+from tests.pgbouncer import VIA_PGBOUNCER, PgBouncer
 from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
 
 
@@ -92,8 +97,10 @@ def running_farm(
     models: dict[str, str] | None = None,
     extra_env: dict[str, str] | None = None,
     worker_model: str = "tiny-sdxl",
+    pooled_url: str | None = None,
 ) -> Iterator[Farm]:
-    """`farm api` plus one `farm worker` process; stopped (gracefully) at the end."""
+    """`farm api` plus one `farm worker` process; stopped (gracefully) at the end.
+    ``pooled_url``: the processes' database_url, through a transaction pooler."""
     models = dict(models or TEST_MODELS)
     prefix = f"it-{uuid.uuid4().hex[:8]}"
     env = farm_env(
@@ -106,6 +113,10 @@ def running_farm(
         prefix=prefix,
         models=models,
     )
+    if pooled_url is not None:
+        env["FARM_DATABASE_URL"] = pooled_url
+        env["FARM_DB_TRANSACTION_POOLER"] = "1"
+        env["FARM_MIGRATION_DATABASE_URL"] = pg_url
     env.update(extra_env or {})
     settings = Settings(
         database_url=pg_url,
@@ -134,15 +145,26 @@ def running_farm(
         api.stop()
 
 
+@pytest.fixture(scope="session")
+def pooled_url(request: pytest.FixtureRequest, pg_url: str) -> str | None:
+    """The farm's database_url through PgBouncer when FARM_TEST_VIA_PGBOUNCER=1."""
+    if not VIA_PGBOUNCER:
+        return None
+    bouncer: PgBouncer = request.getfixturevalue("bouncer")
+    return bouncer.url_for(pg_url)
+
+
 @pytest.fixture(scope="module")
 def farm(
     pg_url: str,
+    pooled_url: str | None,
     redis_url: str,
     s3: S3Server,
     model_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Farm]:
     with running_farm(
+        pooled_url=pooled_url,
         pg_url=pg_url,
         redis_url=redis_url,
         s3_endpoint_url=s3.endpoint_url,

@@ -48,6 +48,7 @@ def proxy(s3: S3Server) -> Iterator[FaultProxy]:
 @pytest.fixture(scope="module")
 def ffarm(
     pg_url: str,
+    pooled_url: str | None,
     redis_url: str,
     s3: S3Server,
     proxy: FaultProxy,
@@ -55,6 +56,7 @@ def ffarm(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Farm]:
     with running_farm(
+        pooled_url=pooled_url,
         pg_url=pg_url,
         redis_url=redis_url,
         s3_endpoint_url=proxy.url,

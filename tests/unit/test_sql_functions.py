@@ -44,6 +44,9 @@ PINNED = {
     SqlFunction("farm_claim_shard", 2): (
         "c272b2394d6fb4c924271d0213a98d0c5e8e15ad72d5b96a5614e1660a876b4a"
     ),
+    SqlFunction("farm_claim_shard", 3): (
+        "de90e49aa295659d7d0efd968fc9eb9b7347c6f0aa0525c4d7afd6546ff7387e"
+    ),
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
     ),

@@ -1,0 +1,33 @@
+"""bench/fleet.py in its quick mode: the simulated fleet claims and finishes through a
+real PgBouncer, and the report has every number docs/PERFORMANCE.md quotes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import fleet
+
+pytestmark = pytest.mark.slow
+
+
+def test_fleet_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    result = fleet.main(["--quick"])
+    runs = {r["scenario"]: r for r in result["runs"]}
+    assert set(runs) == {"backlog", "giant"}
+    for run in runs.values():
+        assert run["errors"] == 0, run["first_errors"]
+        assert run["images_per_s"] == pytest.approx(4 * run["claims_per_s"], rel=0.01)
+        assert run["claims_per_s"] > 0 and run["claim_ms_p99"] >= run["claim_ms_p50"] > 0
+        assert run["finish_ms_p99"] >= run["finish_ms_p50"] > 0
+        assert run["postgres_cpu_ms_per_image"] > 0
+        # Through PgBouncer's pool (4 server connections for 8 simulated workers).
+        assert 1 <= run["server_connections_max"] <= 4
+        assert run["lock_wait_samples"] > 0
+    backlog = runs["backlog"]
+    assert backlog["tenants_served"] == 4  # every tenant with work got some
+    assert 0 < backlog["share_min_over_fair"] <= 1 <= backlog["share_max_over_fair"]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("fleet: ")
+    assert json.loads(lines[-2])["bench"] == "fleet"
