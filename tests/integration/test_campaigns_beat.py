@@ -72,8 +72,7 @@ def cfarm(
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         data_dir=data_dir,
         model_cache=data_dir / "models",  # the simulated model needs no weights
         prefix=f"it-{uuid.uuid4().hex[:8]}",

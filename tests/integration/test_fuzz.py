@@ -44,8 +44,7 @@ def live_api(
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         data_dir=data_dir,
         model_cache=data_dir / "models",
         prefix="fuzz",

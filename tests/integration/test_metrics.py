@@ -41,8 +41,7 @@ def observed(
     with running_farm(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         model_cache=model_cache,
         data_dir=tmp_path_factory.mktemp("observed"),
         models={**TEST_MODELS, MODEL: "simulated:0.05"},
