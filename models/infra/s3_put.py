@@ -30,14 +30,20 @@ BACKOFF_S = 0.1  # first retry waits up to this; doubles each time (boto3: base 
 TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
 _DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
+
+
+def _tag(pattern: re.Pattern[bytes], body: bytes) -> str:
+    """A field of S3's XML error body, if it has one."""
+    found = pattern.search(body)
+    return found.group(1).decode(errors="replace") if found else ""
 
 
 class S3PutError(StorageError):
     def __init__(self, status: int, body: bytes) -> None:
-        found = _CODE.search(body)
-        code = found.group(1).decode(errors="replace") if found else ""
+        code, message = _tag(_CODE, body), _tag(_MESSAGE, body)
         super().__init__(
-            f"S3 PUT answered {status} {code}: {body[:300]!r}",
+            f"S3 PUT answered {status} {code}: {message or body[:300]!r}",
             permanent=is_permanent_status(status, code),
             status=status,
         )

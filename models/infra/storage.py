@@ -83,6 +83,8 @@ class S3Storage:
             aws_secret_access_key=secret_access_key if access_key_id else None,
         )
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._session, self._endpoint_url = session, endpoint_url
+        self._check_client: S3Client | None = None
         credentials = session.get_credentials()
         # PUTs (two per rendered image) skip the client stack: models/infra/s3_put.py.
         self.signed_put = (
@@ -133,9 +135,17 @@ class S3Storage:
 
     def check(self) -> None:
         """One signed request that needs no object: HeadBucket (s3:ListBucket, which the
-        API's deletions need anyway). Raises ``StorageError``."""
+        API's deletions need anyway), tried once with short timeouts: a probe must answer
+        before its own deadline. Raises ``StorageError``."""
+        from botocore.config import Config
+
+        if self._check_client is None:
+            quick = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1})
+            self._check_client = self._session.client(
+                "s3", endpoint_url=self._endpoint_url, config=self.client.meta.config.merge(quick)
+            )
         with storage_errors():
-            self.client.head_bucket(Bucket=self.bucket)
+            self._check_client.head_bucket(Bucket=self.bucket)
 
 
 class LocalStorage:
