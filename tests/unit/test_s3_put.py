@@ -115,17 +115,19 @@ def test_throttling_and_5xx_are_retried(flaky: type[_Flaky]) -> None:
 def test_retries_end_with_the_error(flaky: type[_Flaky]) -> None:
     flaky.failures, flaky.status = 99, 500
     put, url = _put_to(flaky)
-    with pytest.raises(S3PutError, match="500"):
+    with pytest.raises(S3PutError, match="500") as failed:
         put.put(url, b"png", content_type="image/png")
     assert len(flaky.seen) == 5
+    assert not failed.value.permanent  # the cell is tried again later
 
 
 def test_client_errors_are_not_retried(flaky: type[_Flaky]) -> None:
     flaky.failures, flaky.status = 99, 403
     put, url = _put_to(flaky)
-    with pytest.raises(S3PutError, match="403"):
+    with pytest.raises(S3PutError, match="403") as refused:
         put.put(url, b"png", content_type="image/png")
     assert len(flaky.seen) == 1
+    assert refused.value.permanent  # the cell fails at once
 
 
 def test_object_urls() -> None:
