@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
@@ -271,3 +272,20 @@ def test_the_files_route_answers_503_while_storage_is_away(
     assert answer.headers["Retry-After"] == "5"
     assert answer.json()["error"] == "service_unavailable"
     assert answer.json()["detail"][0]["field"] == "storage"
+
+
+def test_the_files_route_serves_and_signs_on_the_signing_server(api: ApiClient) -> None:
+    """The success path of the same route: the manifest from the bucket, an image as a
+    redirect to a presigned URL that SeaweedFS accepts."""
+    job_id = _job(api, [7])
+    assert _render_all(api.settings) == 1
+    base = f"/web/jobs/{job_id}/files"
+    manifest = api.client.get(f"{base}/manifest.json", headers=api.auth)
+    assert manifest.status_code == 200, manifest.text
+    item = api.client.get(f"/v1/jobs/{job_id}/images", headers=api.auth).json()["items"][0]
+    name = item["key"].rsplit("/", 1)[-1]
+    moved = api.client.get(f"{base}/{name}", headers=api.auth, follow_redirects=False)
+    assert moved.status_code == 307
+    image = httpx.get(moved.headers["location"])
+    assert image.status_code == 200
+    assert image.content.startswith(b"\x89PNG")
