@@ -56,16 +56,23 @@ def s3() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-def strict_s3(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[S3Server]:
-    """The S3-facing tests' server: SeaweedFS, which checks signatures (``--s3``)."""
-    if chosen_server(request.config.getoption("--s3")) == "moto":
-        with moto_s3() as server:
-            yield server
-        return
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS's S3 gateway, whatever ``--s3`` says: for the tests of what only a
+    signature-checking server does (a wrong secret refused)."""
     with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def strict_s3(request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    """The S3-facing tests' server: SeaweedFS, which checks signatures, unless
+    ``--s3=moto`` / ``FARM_TEST_S3=moto``."""
+    if chosen_server(request.config.getoption("--s3")) == "moto":
+        with moto_s3() as moto:
+            yield moto
+        return
+    weed: S3Server = request.getfixturevalue("seaweedfs")  # one weed per run, shared
+    yield weed
 
 
 @pytest.fixture(scope="session")

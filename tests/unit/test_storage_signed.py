@@ -36,9 +36,10 @@ WRONG = SecretStr("not-the-secret-at-all-0123456789")
 
 
 @pytest.fixture(scope="session")
-def s3(strict_s3: S3Server) -> S3Server:
-    """Every test here is S3-facing: `settings` and `api` use the signing server."""
-    return strict_s3
+def s3(seaweedfs: S3Server) -> S3Server:
+    """Every test here needs a server that checks signatures (``--s3`` aside):
+    `settings` and `api` use SeaweedFS."""
+    return seaweedfs
 
 
 def _storage(settings: Settings) -> S3Storage:
@@ -101,19 +102,26 @@ def test_a_wrong_secret_is_a_permanent_error_on_every_path(settings: Settings) -
 
 
 def _job(api: ApiClient, seeds: list[int]) -> uuid.UUID:
+    """A job on a model of its own: the runner below takes its shards and no other's."""
+    model = f"sim-{uuid.uuid4().hex[:8]}"
+    api.settings.models[model] = "simulated:0"
     response = api.client.post(
-        "/v1/jobs", json={"prompts": ["a"], "seeds": seeds, "model": "simulated"}, headers=api.auth
+        "/v1/jobs", json={"prompts": ["a"], "seeds": seeds, "model": model}, headers=api.auth
     )
     assert response.status_code == 201, response.text
     return uuid.UUID(response.json()["id"])
 
 
-def _render_all(settings: Settings) -> int:
-    """Run shards until none is ready; how many attempts it took."""
+def _render_all(settings: Settings, job_id: uuid.UUID) -> int:
+    """Run the job's shards until none is ready; how many attempts it took."""
     runner = build_runner(settings, warm_models=[])
+    with runner.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        model = job.model
     attempts = 0
     try:
-        while runner.run_next("simulated") == Outcome.RENDERED:
+        while runner.run_next(model) == Outcome.RENDERED:
             runner.drain()
             attempts += 1
     finally:
@@ -128,7 +136,7 @@ def test_a_wrong_secret_fails_the_cells_at_once(
     wrong = api.settings.model_copy(
         update={"s3_secret_access_key": WRONG, "retry_backoff_s": 0.0, "max_attempts": 3}
     )
-    assert _render_all(wrong) == 1  # rendered once, not max_attempts times
+    assert _render_all(wrong, job_id) == 1  # rendered once, not max_attempts times
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -147,7 +155,7 @@ def test_a_store_answering_503_is_tried_again(
         flaky = api.settings.model_copy(
             update={"s3_endpoint_url": proxy.url, "retry_backoff_s": 0.0, "max_attempts": 3}
         )
-        assert _render_all(flaky) == 3  # every attempt used: the error was transient
+        assert _render_all(flaky, job_id) == 3  # every attempt used: the error was transient
         refused = proxy.refused
     assert refused >= 3
     with sessions() as session:
@@ -278,7 +286,7 @@ def test_the_files_route_serves_and_signs_on_the_signing_server(api: ApiClient) 
     """The success path of the same route: the manifest from the bucket, an image as a
     redirect to a presigned URL that SeaweedFS accepts."""
     job_id = _job(api, [7])
-    assert _render_all(api.settings) == 1
+    assert _render_all(api.settings, job_id) == 1
     base = f"/web/jobs/{job_id}/files"
     manifest = api.client.get(f"{base}/manifest.json", headers=api.auth)
     assert manifest.status_code == 200, manifest.text
