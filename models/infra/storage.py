@@ -134,9 +134,9 @@ class S3Storage:
         return True
 
     def check(self) -> None:
-        """One signed request that needs no object: HeadBucket (s3:ListBucket, which the
-        API's deletions need anyway), tried once with short timeouts: a probe must answer
-        before its own deadline. Raises ``StorageError``."""
+        """One signed request that needs no object: HeadBucket (s3:ListBucket), tried
+        once with short timeouts: a readiness probe must answer before its own deadline.
+        Raises ``StorageError``."""
         from botocore.config import Config
 
         if self._check_client is None:
