@@ -21,6 +21,7 @@ from models.infra.encryption import SecretBox
 from models.infra.queue import Publisher
 from models.infra.settings import Settings
 from models.infra.storage import Storage
+from models.infra.storage_check import StorageProbe
 from models.service.submit import Submitter
 
 T = TypeVar("T")
@@ -35,6 +36,11 @@ class AppState:
     limiter: RateLimiter
     key_cache: KeyCache
     submitter: Submitter
+
+    @cached_property
+    def storage_probe(self) -> StorageProbe:
+        """``/readyz``'s storage check, its answer kept a few seconds."""
+        return StorageProbe(self.storage, interval_s=self.settings.storage_check_s)
 
     @cached_property
     def secret_box(self) -> SecretBox:

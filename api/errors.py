@@ -1,4 +1,5 @@
-"""One error shape for every 4xx: ``{"error", "message", "detail": [{"field", "reason"}]}``."""
+"""One error shape for every 4xx (and the 502/503 that name storage):
+``{"error", "message", "detail": [{"field", "reason"}]}``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.db.jobs import IdempotencyConflict
 from models.db.pagination import CursorError
 from models.domain.spec import FieldError, SpecError
+from models.infra.storage_errors import StorageError
 from models.service.submit import QuotaExceeded
 
 _CODES = {
@@ -26,6 +28,8 @@ _CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    502: "bad_gateway",
+    503: "service_unavailable",
 }
 
 
@@ -108,6 +112,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CursorError)
     async def _cursor(_: Request, exc: CursorError) -> JSONResponse:
         return error_response(400, str(exc), [FieldError("cursor", str(exc))])
+
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        # Not the client's fault: 502 when the store refused us (keys, bucket: an
+        # operator must act), 503 when it failed or could not be reached (try again).
+        if exc.permanent:
+            return error_response(502, f"storage refused: {exc}", [FieldError("storage", str(exc))])
+        return error_response(
+            503,
+            f"storage unavailable: {exc}",
+            [FieldError("storage", str(exc))],
+            {"Retry-After": "5"},
+        )
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:

@@ -116,8 +116,10 @@ def worker(
         )
         raise typer.Exit(EXIT_API_ERROR)
     # Here, not at the top: it would double every client command's start-up (0.7 -> 1.5 s).
+    from models.infra.storage_check import refuse_without_storage
     from worker.celery_app import run_worker
 
+    refuse_without_storage(settings)  # before it loads a model or says it is ready
     run_worker(settings, model or settings.model)
 
 

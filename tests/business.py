@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +17,7 @@ from models.db.keys import create_api_key, tenant_for_key
 from models.db.tables import Job
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings
+from tests.s3_servers import client_for
 from worker.runtime import build_runner, close_runner
 from worker.shard_runner import Outcome
 
@@ -113,7 +113,7 @@ def job_row(sessions: sessionmaker[Session], job_id: str) -> Job:
 
 def bucket_keys(settings: Settings, prefix: str) -> list[str]:
     """Every object key under ``prefix`` in the test bucket (moto's S3 over HTTP)."""
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    client = client_for(settings)
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=settings.s3_bucket, Prefix=prefix

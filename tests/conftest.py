@@ -1,4 +1,5 @@
-"""Shared fixtures: real Postgres, Redis, S3 (moto server) and the tiny SDXL model."""
+"""Shared fixtures: real Postgres, Redis, S3 (moto, or SeaweedFS for the S3-facing tests) and the
+tiny SDXL model."""
 
 from __future__ import annotations
 
@@ -20,14 +21,13 @@ from models.db.session import make_engine, make_session_factory
 from models.infra.queue import LocalPublisher
 from models.infra.settings import Settings, normalize_database_url
 from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.services import S3Server, moto_s3, postgres_database, redis_database
+from tests.s3_servers import SERVERS, S3Server, chosen_server, moto_s3, seaweedfs_s3
+from tests.services import postgres_database, redis_database
 
 if TYPE_CHECKING:
     from tests.tiers import CompiledTier
 
-# boto3 reads credentials from the environment; moto accepts any.
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+# Credentials come from the S3 fixtures (tests/s3_servers.py), never from here.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 TEST_MODELS = {"tiny-sdxl": "tiny-sdxl", "simulated": "simulated:0.01"}
@@ -40,6 +40,15 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--s3",
+        choices=SERVERS,
+        default=None,
+        help="S3 server of the S3-facing tests (strict_s3); default FARM_TEST_S3 or seaweedfs",
+    )
+
+
 @pytest.fixture(scope="session")
 def bouncer(pg_url: str) -> Iterator[PgBouncer]:
     """A real PgBouncer in transaction mode in front of the test database. Its pool is
@@ -50,8 +59,29 @@ def bouncer(pg_url: str) -> Iterator[PgBouncer]:
 
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Server]:
+    """moto: fast, for tests where signatures do not matter."""
     with moto_s3() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS's S3 gateway, whatever ``--s3`` says: for the tests of what only a
+    signature-checking server does (a wrong secret refused)."""
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def strict_s3(request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    """The S3-facing tests' server: SeaweedFS, which checks signatures, unless
+    ``--s3=moto`` / ``FARM_TEST_S3=moto``."""
+    if chosen_server(request.config.getoption("--s3")) == "moto":
+        with moto_s3() as moto:
+            yield moto
+        return
+    weed: S3Server = request.getfixturevalue("seaweedfs")  # one weed per run, shared
+    yield weed
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +117,8 @@ def settings(pg_url: str, s3: S3Server, tmp_path: Path) -> Settings:
         s3_endpoint_url=s3.endpoint_url,
         s3_bucket=s3.bucket,
         s3_prefix=f"t-{uuid.uuid4().hex[:8]}",
+        s3_access_key_id=s3.access_key,
+        s3_secret_access_key=s3.secret_key,
         model="tiny-sdxl",
         models=dict(TEST_MODELS),
         model_cache_dir=tmp_path / "models",

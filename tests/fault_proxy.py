@@ -39,6 +39,9 @@ class FaultProxy:
                     return
                 proxy.forwarded += 1
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                # SigV4 signs the Host the client saw (the proxy's): forward it as it came,
+                # or a signature-checking server refuses every request.
+                headers["Host"] = self.headers.get("host", "")
                 upstream = httpx.request(
                     self.command,
                     proxy.upstream + self.path,

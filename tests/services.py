@@ -1,4 +1,4 @@
-"""Real services for tests: a fresh Postgres database, a Redis db, a moto S3 server,
+"""Real services for tests: a fresh Postgres database, a Redis db, S3 (tests/s3_servers.py),
 and `farm` processes. A service that cannot be reached fails the test; nothing skips."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import psycopg
 import redis
 
 from farm.stack import free_port as free_port  # tests import it from here
+from tests.s3_servers import S3Server as S3Server
+from tests.s3_servers import moto_s3 as moto_s3
 
 PG_ADMIN_URL = os.environ.get("FARM_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("FARM_TEST_REDIS_HOST", "127.0.0.1")
@@ -57,29 +59,6 @@ def redis_database() -> Iterator[str]:
             return
         client.close()
     raise RuntimeError("no free Redis database for the tests")
-
-
-@dataclass
-class S3Server:
-    endpoint_url: str
-    bucket: str
-
-
-@contextmanager
-def moto_s3() -> Iterator[S3Server]:
-    """moto's server mode: a real S3 HTTP endpoint in this process, on loopback."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    bucket = "farm-test"
-    httpx.put(f"{endpoint}/{bucket}").raise_for_status()
-    try:
-        yield S3Server(endpoint, bucket)
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -33,6 +33,7 @@ from models.infra.held_storage import held_key
 from models.infra.log_setup import log_context
 from models.infra.settings import Settings
 from models.infra.storage import Storage, image_key
+from models.infra.storage_errors import StorageError
 from worker.analysis import screening_scores
 from worker.png import encode_png
 from worker.renderer import receipt_of
@@ -93,8 +94,11 @@ class ShardWriter:
             with self.sessions() as session:
                 if cancelled_jobs(session, job_ids=[shard.job_id]):
                     return  # cancel settled: nothing new lands in storage
-            results, failures = self._upload(rendered)
+            results, failures, refused = self._upload(rendered)
             recorded = {r.index for r in results}
+            # Storage refused every failed cell for good (bad keys, no bucket): another
+            # render would be refused too, so this attempt is their last.
+            last = bool(refused) and len(refused) == len(failures)
 
             def finish() -> tuple[ShardCompletion, JobStatus | None]:
                 with self.sessions.begin() as session:
@@ -104,7 +108,7 @@ class ShardWriter:
                         worker=self.worker_id,
                         results=results,
                         failures=failures,
-                        max_attempts=self.settings.max_attempts,
+                        max_attempts=1 if last else self.settings.max_attempts,
                         backoff_s=self.settings.retry_backoff_s,
                     )
                     stopped = record_extras(
@@ -143,13 +147,17 @@ class ShardWriter:
             return None
         return self.tenants.policy(rendered.shard.tenant_id).screening_threshold
 
-    def _upload(self, rendered: RenderedShard) -> tuple[list[CellResult], list[CellFailure]]:
+    def _upload(
+        self, rendered: RenderedShard
+    ) -> tuple[list[CellResult], list[CellFailure], set[int]]:
+        """What landed, what failed, and which failures storage refused for good."""
         shard = rendered.shard
         shares = shares_ms(rendered.render_ms, len(rendered.cells))  # each cell's GPU time
         threshold = self._threshold(rendered)
         scores = screening_scores(rendered.analyses)
         results: list[CellResult] = []
         failures = list(rendered.failures)
+        refused: set[int] = set()
         for cell, image, render_ms in zip(rendered.cells, rendered.images, shares, strict=True):
             score = scores.get(cell.index)
             if threshold is not None and score is None:  # screening did not run: fail closed
@@ -164,6 +172,12 @@ class ShardWriter:
                 )
                 key = self._key(shard, cell, held=held)
                 self.storage.put(key, png, content_type="image/png")
+            except StorageError as exc:  # permanent, or transient after its own retries
+                log.error("upload failed: shard %s cell %s: %s", shard.id, cell.index, exc)
+                if exc.permanent:
+                    refused.add(cell.index)
+                failures.append(CellFailure(cell.index, f"upload failed: {exc}"))
+                continue
             except Exception as exc:  # storage down after its own retries: try the cell later
                 log.exception("upload failed: shard %s cell %s", shard.id, cell.index)
                 failures.append(CellFailure(cell.index, f"upload failed: {exc!r}"))
@@ -171,7 +185,7 @@ class ShardWriter:
             digest = hashlib.sha256(png).hexdigest()
             rating = rating_of(cell.prompt)
             results.append(CellResult(cell.index, key, digest, rating, render_ms, image, held))
-        return results, failures
+        return results, failures, refused
 
     def _key(self, shard: ClaimedShard, cell: Cell, *, held: bool) -> str:
         prefix = self.settings.s3_prefix

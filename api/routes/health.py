@@ -18,7 +18,14 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(state: State) -> JSONResponse:
-    """Ready when the database answers; a dead database means nothing can be accepted."""
+    """Ready when the database answers: nothing can be accepted without it.
+
+    Storage is reported too (its answer kept ``FARM_STORAGE_CHECK_S``, so a probe storm
+    is no storm on S3). A store that refuses our keys or bucket makes the process
+    unready: a rollout with bad credentials stops there. One that is merely unreachable
+    leaves it ready but ``degraded``: every API process shares the store, and jobs are
+    still accepted and polled without it.
+    """
     checks: dict[str, str] = {}
     try:
         with state.sessions() as session:
@@ -26,7 +33,8 @@ def readyz(state: State) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+    storage = state.storage_probe.status()
+    checks["storage"] = storage.message
+    ready = checks["database"] == "ok" and not storage.refused
+    status = "unavailable" if not ready else "ok" if storage.ok else "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)

@@ -23,17 +23,31 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from models.infra.storage_errors import StorageError, is_permanent_status
+
 MAX_ATTEMPTS = 5
 BACKOFF_S = 0.1  # first retry waits up to this; doubles each time (boto3: base 1 s, max 20 s)
 TIMEOUT = urllib3.Timeout(connect=5.0, read=60.0)
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{1,300})</Message>")
 
 
-class S3PutError(Exception):
+def _tag(pattern: re.Pattern[bytes], body: bytes) -> str:
+    """A field of S3's XML error body, if it has one."""
+    found = pattern.search(body)
+    return found.group(1).decode(errors="replace") if found else ""
+
+
+class S3PutError(StorageError):
     def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"S3 PUT answered {status}: {body[:300]!r}")
-        self.status = status
+        code, message = _tag(_CODE, body), _tag(_MESSAGE, body)
+        super().__init__(
+            f"S3 PUT answered {status} {code}: {message or body[:300]!r}",
+            permanent=is_permanent_status(status, code),
+            status=status,
+        )
+        self.code = code
 
 
 def object_url(*, endpoint_url: str | None, region: str, bucket: str, key: str) -> str | None:
@@ -81,8 +95,9 @@ class SignedPut:
             else:
                 if status < 300:
                     return
-                if status not in _RETRY_STATUS or attempt == MAX_ATTEMPTS:
-                    raise S3PutError(status, body)
+                error = S3PutError(status, body)
+                if error.permanent or attempt == MAX_ATTEMPTS:
+                    raise error
             time.sleep(random.uniform(0, self.backoff_s * 2 ** (attempt - 1)))
 
     def _send(self, url: str, data: bytes, content_type: str) -> tuple[int, bytes]:

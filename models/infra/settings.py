@@ -23,6 +23,7 @@ from models.domain.prompt_pipeline import PromptLibrary
 from models.infra.loras import FileLoraCatalog, LoraConfig, lora_configs
 from models.infra.prompt_library import load_prompt_library
 from models.infra.settings_db import DatabaseSettings
+from models.infra.settings_storage import StorageSettings
 
 DEFAULT_DATA_DIR = Path("farm-data")
 
@@ -42,7 +43,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-class Settings(DatabaseSettings, BaseSettings):
+class Settings(DatabaseSettings, StorageSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -52,7 +53,6 @@ class Settings(DatabaseSettings, BaseSettings):
     # Storage: S3 when a bucket is set, else a local folder.
     s3_endpoint_url: str | None = None
     s3_bucket: str = ""
-    s3_prefix: str = "renders"
     storage_dir: Path | None = None  # empty: data_dir / "storage"
     url_expiry_s: int = 3600
     public_base_url: str = "http://127.0.0.1:8000"  # where the API serves local files

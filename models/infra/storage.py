@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlencode
 
 from models.infra.settings import Settings
+from models.infra.storage_errors import check_key, storage_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,7 +56,17 @@ def sheet_name(prompt_index: int) -> str:
 
 
 class S3Storage:
-    def __init__(self, *, bucket: str, endpoint_url: str | None) -> None:
+    """Errors come out as ``StorageError`` (models/infra/storage_errors.py), permanent or
+    not; a key with an empty, ``.`` or ``..`` segment is refused before it is signed."""
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        access_key_id: str = "",
+        secret_access_key: str = "",
+    ) -> None:
         # boto3 only where S3 is used: local storage (embedded mode, the GPU kit) runs
         # without it.
         import boto3.session
@@ -66,8 +77,14 @@ class S3Storage:
         self.bucket = bucket
         # Standard mode retries 5xx, throttling and connection errors with backoff.
         config = Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4")
-        session = boto3.session.Session()
+        # Given keys win; none: boto3's chain (AWS_* variables, IRSA, an instance role).
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key if access_key_id else None,
+        )
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self._session, self._endpoint_url = session, endpoint_url
+        self._check_client: S3Client | None = None
         credentials = session.get_credentials()
         # PUTs (two per rendered image) skip the client stack: models/infra/s3_put.py.
         self.signed_put = (
@@ -82,30 +99,53 @@ class S3Storage:
         )
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        check_key(key)
         url = None if self.signed_put is None else self.signed_put.url(key)
-        if self.signed_put is None or url is None:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-            return
-        self.signed_put.put(url, data, content_type=content_type)
+        with storage_errors():
+            if self.signed_put is None or url is None:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+                )
+                return
+            self.signed_put.put(url, data, content_type=content_type)
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        with storage_errors():
+            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
 
     def url(self, key: str, *, expires_s: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
-        )
+        with storage_errors():  # signed locally: only missing credentials fail here
+            return self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": check_key(key)},
+                ExpiresIn=expires_s,
+            )
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        with storage_errors():
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
         return True
+
+    def check(self) -> None:
+        """One signed request that needs no object: HeadBucket (s3:ListBucket), tried
+        once with short timeouts: a readiness probe must answer before its own deadline.
+        Raises ``StorageError``."""
+        from botocore.config import Config
+
+        if self._check_client is None:
+            quick = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1})
+            self._check_client = self._session.client(
+                "s3", endpoint_url=self._endpoint_url, config=self.client.meta.config.merge(quick)
+            )
+        with storage_errors():
+            self._check_client.head_bucket(Bucket=self.bucket)
 
 
 class LocalStorage:
@@ -149,7 +189,12 @@ class LocalStorage:
 
 def make_storage(settings: Settings) -> Storage:
     if settings.s3_bucket:
-        return S3Storage(bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint_url)
+        return S3Storage(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+        )
     return LocalStorage(
         root=settings.local_storage_dir,
         base_url=settings.public_base_url,

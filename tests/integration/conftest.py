@@ -23,7 +23,8 @@ from models.db.session import make_engine, make_session_factory
 from models.infra.settings import Settings, normalize_database_url
 from tests.conftest import TEST_MODELS
 from tests.pgbouncer import VIA_PGBOUNCER, PgBouncer
-from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
+from tests.s3_servers import S3Server
+from tests.services import FarmProcess, free_port, wait_http_ok
 
 
 @dataclass
@@ -57,8 +58,8 @@ def farm_env(
     *,
     pg_url: str,
     redis_url: str,
-    s3_endpoint_url: str,
-    bucket: str,
+    s3: S3Server,
+    s3_endpoint_url: str | None = None,  # another way in: the fault proxy's
     data_dir: Path,
     model_cache: Path,
     prefix: str,
@@ -69,17 +70,15 @@ def farm_env(
         {
             "FARM_DATABASE_URL": pg_url,
             "FARM_BROKER_URL": redis_url,
-            "FARM_S3_ENDPOINT_URL": s3_endpoint_url,
-            "FARM_S3_BUCKET": bucket,
+            "FARM_S3_ENDPOINT_URL": s3_endpoint_url or s3.endpoint_url,
+            "FARM_S3_BUCKET": s3.bucket,
             "FARM_S3_PREFIX": prefix,
             "FARM_MODEL": "tiny-sdxl",
             "FARM_MODELS": json.dumps(models),
             "FARM_MODEL_CACHE_DIR": str(model_cache),
             "FARM_DATA_DIR": str(data_dir),
             "FARM_METRICS_PORT": "0",  # off unless a test asks: workers would share 9100
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **s3.env(),  # as boto3 reads them: the way production passes keys
         }
     )
     return env
@@ -90,8 +89,8 @@ def running_farm(
     *,
     pg_url: str,
     redis_url: str,
-    s3_endpoint_url: str,
-    bucket: str,
+    s3: S3Server,
+    s3_endpoint_url: str | None = None,
     model_cache: Path,
     data_dir: Path,
     models: dict[str, str] | None = None,
@@ -106,8 +105,8 @@ def running_farm(
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
+        s3=s3,
         s3_endpoint_url=s3_endpoint_url,
-        bucket=bucket,
         data_dir=data_dir,
         model_cache=model_cache,
         prefix=prefix,
@@ -121,9 +120,11 @@ def running_farm(
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,
-        s3_endpoint_url=s3_endpoint_url,
-        s3_bucket=bucket,
+        s3_endpoint_url=s3_endpoint_url or s3.endpoint_url,
+        s3_bucket=s3.bucket,
         s3_prefix=prefix,
+        s3_access_key_id=s3.access_key,
+        s3_secret_access_key=s3.secret_key,
         model="tiny-sdxl",
         models=models,
         data_dir=data_dir,
@@ -159,16 +160,17 @@ def farm(
     pg_url: str,
     pooled_url: str | None,
     redis_url: str,
-    s3: S3Server,
+    strict_s3: S3Server,
     model_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Farm]:
+    """A whole grid end to end, presigned URLs, the files routes: S3-facing, so on the
+    signature-checking server."""
     with running_farm(
         pooled_url=pooled_url,
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=strict_s3,
         model_cache=model_cache,
         data_dir=tmp_path_factory.mktemp("farm"),
     ) as farm:

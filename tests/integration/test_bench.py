@@ -24,6 +24,7 @@ from bench import (
     pad_conds,
     query_plans,
     refine_hires,
+    s3_upload,
     submit_grid,
 )
 from bench.gpu_kit import report, run
@@ -180,3 +181,10 @@ def test_pad_conds(capsys: pytest.CaptureFixture[str]) -> None:
     assert cases["equal"]["max_abs_diff"] <= 2  # the two ways agree where nothing is padded
     assert cases["prompt_longer"]["prompt_tokens"] > cases["prompt_longer"]["negative_tokens"]
     _printed(capsys, "pad_conds")
+
+
+def test_s3_upload(capsys: pytest.CaptureFixture[str]) -> None:
+    result = s3_upload.main(["--uploads", "2", "--size-kb", "4", "--starts", "1"])
+    assert len(result["seaweedfs_start_s"]) == 1
+    assert result["moto"]["wall_ms_p50"] > 0 and result["seaweedfs"]["wall_ms_p50"] > 0
+    _printed(capsys, "s3_upload")

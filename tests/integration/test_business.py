@@ -33,7 +33,8 @@ from models.infra.storage import job_folder
 from tests.business import OPERATOR, OPERATOR_KEY, bucket_keys
 from tests.integration.conftest import Farm, running_farm
 from tests.integration.test_metrics import scrape, value
-from tests.services import FarmProcess, S3Server, free_port
+from tests.s3_servers import S3Server
+from tests.services import FarmProcess, free_port
 from tests.webhook_receiver import Receiver, serve_receiver
 
 pytestmark = pytest.mark.slow
@@ -85,8 +86,7 @@ def business(
         running_farm(
             pg_url=pg_url,
             redis_url=redis_url,
-            s3_endpoint_url=s3.endpoint_url,
-            bucket=s3.bucket,
+            s3=s3,
             model_cache=model_cache,
             data_dir=tmp_path_factory.mktemp("business"),
             models=MODELS,

@@ -30,7 +30,8 @@ from models.domain.webhook_signing import verify
 from models.infra.settings import normalize_database_url
 from tests.conftest import TEST_MODELS
 from tests.integration.conftest import farm_env
-from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
+from tests.s3_servers import S3Server
+from tests.services import FarmProcess, free_port, wait_http_ok
 from tests.webhook_receiver import Receiver, serve_receiver
 
 pytestmark = pytest.mark.slow
@@ -72,8 +73,7 @@ def cfarm(
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         data_dir=data_dir,
         model_cache=data_dir / "models",  # the simulated model needs no weights
         prefix=f"it-{uuid.uuid4().hex[:8]}",

@@ -7,7 +7,6 @@ import io
 import time
 import uuid
 
-import boto3
 import httpx
 import redis
 from PIL import Image
@@ -16,6 +15,7 @@ from models.db.tables import Item, Shard
 from models.domain.infotext import parse_infotext
 from models.infra.queue import CeleryPublisher, make_celery, queue_name
 from tests.integration.conftest import Farm
+from tests.s3_servers import client_for
 
 GRID = {
     "name": "spine",
@@ -28,7 +28,7 @@ GRID = {
 
 
 def _objects(farm: Farm, job_id: str) -> dict[str, bytes]:
-    s3 = boto3.client("s3", endpoint_url=farm.settings.s3_endpoint_url)
+    s3 = client_for(farm.settings)
     prefix = f"{farm.settings.s3_prefix}/"
     listing = s3.list_objects_v2(Bucket=farm.settings.s3_bucket, Prefix=prefix)
     keys = [  # the images themselves, not the thumbnails, sheets or gallery beside them

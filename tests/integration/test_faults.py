@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -25,7 +24,7 @@ from models.db.tables import Item, Shard
 from tests.conftest import TEST_MODELS
 from tests.fault_proxy import FaultProxy
 from tests.integration.conftest import Farm, running_farm
-from tests.services import S3Server
+from tests.s3_servers import S3Server
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +36,13 @@ FAST_HEALING = {
     "FARM_RETRY_BACKOFF_S": "0.5",
     "FARM_MAX_ATTEMPTS": "6",
 }
+
+
+@pytest.fixture(scope="session")
+def s3(strict_s3: S3Server) -> S3Server:
+    """The faults that touch S3 run against the signature-checking server: the proxy
+    must forward requests so that their signatures still hold."""
+    return strict_s3
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +65,8 @@ def ffarm(
         pooled_url=pooled_url,
         pg_url=pg_url,
         redis_url=redis_url,
+        s3=s3,
         s3_endpoint_url=proxy.url,
-        bucket=s3.bucket,
         model_cache=model_cache,
         data_dir=tmp_path_factory.mktemp("faults"),
         models=MODELS,
@@ -93,7 +99,7 @@ def wait_for(
 
 
 def object_keys(s3: S3Server, farm: Farm, job_id: str) -> list[str]:
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url)
+    client = s3.client()
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=s3.bucket, Prefix=f"{farm.settings.s3_prefix}/"

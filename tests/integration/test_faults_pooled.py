@@ -20,7 +20,7 @@ from tests.integration.test_faults import (
     test_sigkill_of_one_of_two_workers_mid_job,
 )
 from tests.pgbouncer import PgBouncer
-from tests.services import S3Server
+from tests.s3_servers import S3Server
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def ffarm(
         pg_url=pg_url,
         redis_url=redis_url,
         s3_endpoint_url=proxy.url,
-        bucket=s3.bucket,
+        s3=s3,
         model_cache=model_cache,
         data_dir=tmp_path_factory.mktemp("faults-pooled"),
         models=MODELS,

@@ -30,7 +30,8 @@ from models.db.keys import create_api_key
 from models.db.session import make_engine, make_session_factory
 from models.infra.settings import normalize_database_url
 from tests.integration.conftest import farm_env
-from tests.services import FarmProcess, S3Server, free_port, wait_http_ok
+from tests.s3_servers import S3Server
+from tests.services import FarmProcess, free_port, wait_http_ok
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,7 @@ def live_api(
     env = farm_env(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         data_dir=data_dir,
         model_cache=data_dir / "models",
         prefix="fuzz",

@@ -19,7 +19,8 @@ from models.db.tables import Item, Shard
 from models.domain.status import CellStatus, ShardStatus
 from tests.conftest import TEST_MODELS
 from tests.integration.conftest import Farm, running_farm
-from tests.services import FarmProcess, S3Server, free_port
+from tests.s3_servers import S3Server
+from tests.services import FarmProcess, free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 # A model of this module's own: its worker claims no shard another module left behind,
@@ -41,8 +42,7 @@ def observed(
     with running_farm(
         pg_url=pg_url,
         redis_url=redis_url,
-        s3_endpoint_url=s3.endpoint_url,
-        bucket=s3.bucket,
+        s3=s3,
         model_cache=model_cache,
         data_dir=tmp_path_factory.mktemp("observed"),
         models={**TEST_MODELS, MODEL: "simulated:0.05"},

@@ -89,6 +89,8 @@ def _farm(*args: str, settings: Settings) -> Result:
         "FARM_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "FARM_S3_BUCKET": settings.s3_bucket,
         "FARM_S3_PREFIX": settings.s3_prefix,
+        "FARM_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "FARM_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key.get_secret_value(),
         "FARM_DATA_DIR": str(settings.data_dir),
     }
     get_settings.cache_clear()

@@ -15,7 +15,6 @@ import threading
 import uuid
 from importlib import metadata
 
-import boto3
 import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +25,7 @@ from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import GALLERY_NAME, MANIFEST_NAME, Storage, job_folder, make_storage
 from tests.conftest import ApiClient
+from tests.s3_servers import client_for
 from worker.contact_sheet import plan_layout, scale_to_height
 from worker.job_artifacts import JobArtifacts
 from worker.runtime import build_runner, close_runner
@@ -151,7 +151,7 @@ def test_the_manifest_is_rewritten_identically(
     assert storage.get(f"{folder}/{GALLERY_NAME}") == gallery
     # Its sheets came from the thumbnails in storage: none had to be made again.
     assert again.counters.thumbs == 0 and again.counters.sheets == 1
-    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    s3 = client_for(settings)
     listing = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{folder}/thumbs/")
     assert len(listing.get("Contents", [])) == 4
 

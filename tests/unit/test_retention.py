@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +23,13 @@ from models.infra.settings import Settings
 from models.infra.storage import job_folder, make_storage
 from models.service.retention import RetentionSweep
 from tests.business import OPERATOR, bucket_keys, job_row, render_all, tenant_app
+from tests.s3_servers import S3Server
+
+
+@pytest.fixture(scope="session")
+def s3(strict_s3: S3Server) -> S3Server:
+    """Deletion and retention are S3-facing: run them on the signature-checking server."""
+    return strict_s3
 
 
 def test_an_expired_job_loses_its_objects_and_says_so(

@@ -1,5 +1,5 @@
-"""The lean S3 PUT (models/infra/s3_put.py) against moto's S3 server, and its retries against
-an HTTP endpoint that fails on purpose."""
+"""The lean S3 PUT (models/infra/s3_put.py) against a signature-checking S3 server
+(SeaweedFS), and its retries against an HTTP endpoint that fails on purpose."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from botocore.credentials import Credentials
 
 from models.infra.s3_put import S3PutError, SignedPut, object_url
 from models.infra.storage import S3Storage
-from tests.services import S3Server
+from tests.s3_servers import S3Server
 
 
 @pytest.mark.parametrize(
@@ -25,20 +25,28 @@ from tests.services import S3Server
         "tilde~and%percent/x.png",
     ],
 )
-def test_put_lands_as_boto3_reads_it(s3: S3Server, key: str) -> None:
-    storage = S3Storage(bucket=s3.bucket, endpoint_url=s3.endpoint_url)
+def test_put_lands_as_boto3_reads_it(strict_s3: S3Server, key: str) -> None:
+    """Signed as a signature-checking server (SeaweedFS) expects, odd characters and all."""
+    s3 = strict_s3
+    storage = S3Storage(
+        bucket=s3.bucket,
+        endpoint_url=s3.endpoint_url,
+        access_key_id=s3.access_key,
+        secret_access_key=s3.secret_key,
+    )
     assert storage.signed_put is not None  # the lean path is the one under test
     data = hashlib.sha256(key.encode()).digest() * 1000
     storage.put(key, data, content_type="image/png")
-    stored = storage.client.get_object(Bucket=s3.bucket, Key=key)
+    stored = s3.client().get_object(Bucket=s3.bucket, Key=key)
     assert stored["Body"].read() == data
     assert stored["ContentType"] == "image/png"
     assert storage.exists(key)
 
 
 def test_an_unknown_bucket_is_refused(s3: S3Server) -> None:
+    # moto: SeaweedFS makes a missing bucket on an admin's first PUT.
     missing = SignedPut(
-        credentials=Credentials("testing", "testing"),
+        credentials=Credentials(s3.access_key, s3.secret_key),
         region="us-east-1",
         bucket="no-such-bucket",
         endpoint_url=s3.endpoint_url,
@@ -107,17 +115,19 @@ def test_throttling_and_5xx_are_retried(flaky: type[_Flaky]) -> None:
 def test_retries_end_with_the_error(flaky: type[_Flaky]) -> None:
     flaky.failures, flaky.status = 99, 500
     put, url = _put_to(flaky)
-    with pytest.raises(S3PutError, match="500"):
+    with pytest.raises(S3PutError, match="500") as failed:
         put.put(url, b"png", content_type="image/png")
     assert len(flaky.seen) == 5
+    assert not failed.value.permanent  # the cell is tried again later
 
 
 def test_client_errors_are_not_retried(flaky: type[_Flaky]) -> None:
     flaky.failures, flaky.status = 99, 403
     put, url = _put_to(flaky)
-    with pytest.raises(S3PutError, match="403"):
+    with pytest.raises(S3PutError, match="403") as refused:
         put.put(url, b"png", content_type="image/png")
     assert len(flaky.seen) == 1
+    assert refused.value.permanent  # the cell fails at once
 
 
 def test_object_urls() -> None:
