@@ -22,6 +22,7 @@ from models.domain.model_sources import parse_model_source
 from models.domain.prompt_pipeline import PromptLibrary
 from models.infra.loras import FileLoraCatalog, LoraConfig, lora_configs
 from models.infra.prompt_library import load_prompt_library
+from models.infra.settings_scores import ScoreSettings
 
 DEFAULT_DATA_DIR = Path("farm-data")
 
@@ -41,7 +42,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-class Settings(BaseSettings):
+class Settings(ScoreSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
     data_dir: Path = DEFAULT_DATA_DIR

@@ -54,6 +54,11 @@ def sheet_name(prompt_index: int) -> str:
     return f"sheets/prompt_{prompt_index:03d}.jpg"
 
 
+def best_sheet_name(prompt_index: int) -> str:
+    """The prompt's "best of" sheet: its top cells by score (worker/best_of.py)."""
+    return f"sheets/best_{prompt_index:03d}.jpg"
+
+
 class S3Storage:
     def __init__(self, *, bucket: str, endpoint_url: str | None) -> None:
         # boto3 only where S3 is used: local storage (embedded mode, the GPU kit) runs
