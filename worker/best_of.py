@@ -79,10 +79,9 @@ def write_best_sheets(
     *,
     k: int,
     thumbnail: Callable[[SheetCell], bytes | None],
-) -> int:
-    """Draw and store every prompt's best-of sheet; returns how many (prompts with scores)."""
+) -> None:
+    """Draw and store the best-of sheet of every prompt that has scored images."""
     ranked = ranked_items(items, k)
     for prompt, best in ranked.items():
         data = draw_best_sheet(layout, prompt, best, thumbnail=thumbnail)
         storage.put(f"{layout.folder}/{best_sheet_name(prompt)}", data, content_type="image/jpeg")
-    return len(ranked)
