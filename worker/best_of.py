@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -21,6 +22,7 @@ from models.infra.storage import Storage, best_sheet_name
 from worker.contact_sheet import (
     CELL_HEIGHT,
     MARGIN,
+    SheetLayout,
     compose_sheet,
     encode_sheet,
     font,
@@ -30,6 +32,35 @@ from worker.job_layout import JobLayout
 from worker.manifest import ranked_items
 
 
+@dataclass(frozen=True)
+class BestSheet:
+    """What a best-of sheet shows, and where (``plan``: its geometry)."""
+
+    title: str
+    labels: list[str]  # one per rank: "#1 · 0.532"
+    columns: list[tuple[int, int]]  # each rank's bucket
+    rows: list[str]
+
+    @property
+    def plan(self) -> SheetLayout:
+        return plan_layout(
+            title=self.title,
+            column_labels=self.labels,
+            column_sizes=self.columns,
+            row_labels=self.rows,
+        )
+
+
+def best_sheet(layout: JobLayout, prompt: int, ranked: list[Item]) -> BestSheet:
+    sizes = [parse_bucket(item.bucket) for item in ranked]
+    return BestSheet(
+        title=f"prompt {prompt + 1} · best {len(ranked)} by score · {layout.prompts[prompt]}",
+        labels=[f"#{rank} · {item.score or 0:.3f}" for rank, item in enumerate(ranked, start=1)],
+        columns=[(b.width, b.height) for b in sizes],
+        rows=["best"],
+    )
+
+
 def draw_best_sheet(
     layout: JobLayout,
     prompt: int,
@@ -37,25 +68,20 @@ def draw_best_sheet(
     *,
     thumbnail: Callable[[SheetCell], bytes | None],
 ) -> bytes:
-    sizes = [parse_bucket(item.bucket) for item in ranked]
     shown: dict[tuple[int, int], Image.Image | str] = {}
     for column, item in enumerate(ranked):
         data = thumbnail(SheetCell(item.index, item.status, item.key))
         shown[(0, column)] = "missing" if data is None else Image.open(io.BytesIO(data))
-    title = f"prompt {prompt + 1} · best {len(ranked)} by score · {layout.prompts[prompt]}"
-    labels = [f"#{rank} · {item.score or 0:.3f}" for rank, item in enumerate(ranked, start=1)]
-    columns = [(b.width, b.height) for b in sizes]
-    rows = ["best"]
-    width = plan_layout(title=title, column_labels=labels, column_sizes=columns, row_labels=rows)
-    sheet = compose_sheet(
-        title=title,
-        column_labels=labels,
-        column_sizes=columns,
-        row_labels=rows,
+    sheet = best_sheet(layout, prompt, ranked)
+    image = compose_sheet(
+        title=sheet.title,
+        column_labels=sheet.labels,
+        column_sizes=sheet.columns,
+        row_labels=sheet.rows,
         cells=shown,
-        footer=_footer(ranked, width.size[0]),
+        footer=_footer(ranked, sheet.plan.size[0]),
     )
-    return encode_sheet(sheet)
+    return encode_sheet(image)
 
 
 def _footer(ranked: list[Item], width: int) -> str:

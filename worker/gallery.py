@@ -30,7 +30,7 @@ def build_gallery(manifest: dict[str, Any]) -> str:
     return (
         _PAGE.replace("__SCORES__", SCORE_CONTROLS)
         .replace("__STYLE__", _STYLE + SCORE_STYLE)
-        .replace("__SCRIPT__", _SCRIPT + SCORE_SCRIPT)
+        .replace("__SCRIPT__", _SCRIPT + SCORE_SCRIPT + "setup();\n")
         .replace("__TITLE__", html.escape(str(title)))
         .replace("__DATA__", inline_json(manifest))
     )
@@ -222,5 +222,4 @@ function setup() {
   setupScores(() => render(rows, cols));
   render(rows, cols);
 }
-setup();
 """
