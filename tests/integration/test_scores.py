@@ -63,7 +63,7 @@ def _image(bucket: str, seed: int) -> Image.Image:
 
 def _expected() -> list[dict[str, Any]]:
     """Every cell with the score the tiny scorer must give it (prompt × bucket × seed)."""
-    cells = []
+    cells: list[dict[str, Any]] = []
     for p in range(len(PROMPTS)):
         for bucket in BUCKETS:
             for seed in SEEDS:
@@ -119,7 +119,7 @@ def test_api_manifest_best_of_sheets_and_gallery_agree(
     tiny_scorer: Path,
     browser: Browser,
 ) -> None:
-    changes = {"scorer": str(tiny_scorer), "score_labels": LABELS, "best_of_k": K}
+    changes: dict[str, Any] = {"scorer": str(tiny_scorer), "score_labels": LABELS, "best_of_k": K}
     with tenant_app(settings, sessions, **changes) as tenant:
         job = tenant.submit(prompts=PROMPTS, buckets=BUCKETS, seeds=SEEDS)
         render_all(tenant.settings, tenant.model)
