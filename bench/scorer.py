@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--bucket", default="1024x1024")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--on-first", action="store_true", help="each pair starts scored")
     args = parser.parse_args(argv)
     aws_defaults()
     with (
@@ -175,9 +176,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         with_scorer = base.model_copy(update={"scorer": source, "scorer_label": args.label})
         runs = []
-        for _ in range(args.rounds):
-            runs.append(render_once(base, spec, scored=False))
-            runs.append(render_once(with_scorer, spec, scored=True))
+        order = [(with_scorer, True), (base, False)] if args.on_first else [(base, False)]
+        if not args.on_first:
+            order.append((with_scorer, True))
+        for _ in range(args.rounds):  # alternating: a drift in the machine's load hits both
+            runs += [render_once(settings, spec, scored=scored) for settings, scored in order]
     off = [r["images_per_s"] for r in runs if not r["scorer"]]
     on = [r["images_per_s"] for r in runs if r["scorer"]]
     steady_off = [r["images_per_s_steady"] for r in runs if not r["scorer"]]
