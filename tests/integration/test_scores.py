@@ -161,7 +161,7 @@ def test_api_manifest_best_of_sheets_and_gallery_agree(
         # The gallery in Chromium: the score view lists them in the same order.
         gallery = storage.get(f"{folder}/{GALLERY_NAME}").decode()
         page = browser.new_page()
-        page.set_default_timeout(10_000)
+        page.set_default_timeout(60_000)  # a busy machine
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.set_content(gallery)
