@@ -65,6 +65,10 @@ class HfImageScorer:
                     "set it to the label whose probability is the score"
                 )
             self.output = found[0]
+        elif label:
+            log.warning(
+                "%s has one output, its score: FARM_SCORER_LABEL=%r is not used", source, label
+            )
 
     def scores(self, images: Sequence[Image.Image]) -> list[float]:
         """One score per image, in order, in batches of ``batch_size``."""
