@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.tables import Item
 from models.domain.scores import DEFAULT_SCORE_LABELS, Scored, best_of, parse_score_labels
 from models.infra.settings import Settings
 from tests.business import render_all, tenant_app
+from tests.conftest import ApiClient
 from tests.tiny_classifier import build_tiny_classifier
 from tests.tiny_scorer import brightness
 from worker.classifier import HfImageClassifier
@@ -141,3 +143,33 @@ def test_a_failing_scorer_leaves_the_cell_done_and_unscored(
     with sessions() as session:
         scores = session.scalars(select(Item.score).where(Item.job_id == job["id"])).all()
     assert scores == [None, None]
+
+
+def test_order_score_pages_best_first_then_the_unscored(
+    api: ApiClient, sessions: sessionmaker[Session]
+) -> None:
+    """Keyset pages of 2 across ties, the scored/unscored boundary and the unscored."""
+    spec = {"prompts": ["1girl"], "seeds": {"start": 0, "count": 7}, "model": "simulated"}
+    job = api.client.post("/v1/jobs", json=spec, headers=api.auth).json()
+    scores = {0: 0.25, 1: None, 2: 0.75, 3: 0.25, 4: None, 5: 0.9, 6: 0.25}
+    with sessions.begin() as session:
+        for index, score in scores.items():
+            session.execute(
+                update(Item)
+                .where(Item.job_id == uuid.UUID(job["id"]), Item.index == index)
+                .values(score=score, score_label=None if score is None else f"s{score}")
+            )
+    seen: list[tuple[int, float | None, str | None]] = []
+    cursor: str | None = None
+    for _ in range(10):
+        params: dict[str, str | int] = {"order": "score", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.client.get(f"/v1/jobs/{job['id']}/images", params=params, headers=api.auth)
+        assert page.status_code == 200, page.text
+        seen += [(i["index"], i["score"], i["score_label"]) for i in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [s[0] for s in seen] == [5, 2, 0, 3, 6, 1, 4]
+    assert seen[0] == (5, 0.9, "s0.9") and seen[-1] == (4, None, None)
