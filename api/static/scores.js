@@ -9,13 +9,14 @@
   const byFile = new Map();
   let pending = null;
   let lastFetch = 0;
+  let waits = 0; // looks for the gallery after the job ended (a cancelled job may have none)
 
   function text(cell) {
     if (cell.score === null || cell.score === undefined) return "";
     return cell.score.toFixed(3) + (cell.score_label ? " · " + cell.score_label : "");
   }
 
-  function annotate() {
+  function annotate(state) {
     for (const node of document.querySelectorAll("#images [data-index]")) {
       const cell = byIndex.get(Number(node.dataset.index));
       if (!cell || !text(cell)) continue;
@@ -29,7 +30,7 @@
       if (badge.textContent !== text(cell)) badge.textContent = text(cell);
       badge.title = "score of cell " + cell.index;
     }
-    showBestSheets();
+    if (state.gallery_ready) showBestSheets(); // written at job end, beside the gallery
   }
 
   function showBestSheets() {
@@ -77,7 +78,9 @@
         byIndex.set(cell.index, cell);
         if (cell.file) byFile.set(cell.file, cell);
       }
-      annotate();
+      annotate(state);
+      const ended = ["succeeded", "partial", "failed", "cancelled"].includes(state.job.status);
+      if (ended && !state.gallery_ready && waits++ < 60) soon(); // best-of sheets: with the gallery
     } catch (e) {
       // The page's own poll shows the error; scores come with the next change.
     }
