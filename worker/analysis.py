@@ -8,9 +8,9 @@ to the writer; results are stored per cell and analyzer (``cell_analyses``).
 Screening is one analyzer (worker/classifier.py: a Hugging Face image classifier,
 named ``screening``): a tenant whose policy sets a threshold has every image that
 scores above it held. The scorer (worker/scorer.py, named ``score``) is another: its
-score and label also go to the cell's row (items.score / score_label). Screening must
-run, so its failure fails the shard's analysis; any other analyzer's failure only
-leaves its results out (logged, and counted in farm_analysis_failures_total).
+score and label also go to the cell's row (items.score / score_label). An analyzer's
+failure leaves its results out (logged, counted in farm_analysis_failures_total); the
+writer fails closed where screening is required and missing.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def analyze_images(
     analyzers: Sequence[ImageAnalyzer], images: Sequence[Image.Image], indexes: Sequence[int]
 ) -> list[AnalysisRecord]:
     """Every analyzer on every image; each cell's time is its share of the analyzer's call.
-    If screening raises, so does this (the caller's to handle: screening must not be
-    skipped); another analyzer that fails is logged and left out (a cell without a score
-    is still a good cell)."""
+    An analyzer that fails is logged and left out, the others still run: a cell without
+    a score is still a good cell, and one without screening is failed by the writer
+    where its tenant requires screening (fail closed, worker/shard_writer.py)."""
     records: list[AnalysisRecord] = []
     if not images:
         return records
@@ -63,8 +63,6 @@ def analyze_images(
             if len(found) != len(images):
                 raise ValueError(f"{analyzer.name}: {len(found)} results for {len(images)} images")
         except Exception:
-            if analyzer.name == SCREENING:
-                raise
             log.exception("analyzer %s failed on cells %s: no results", analyzer.name, indexes)
             continue
         per_image_ms = int((time.perf_counter() - started) * 1000 / len(images))
