@@ -7,6 +7,7 @@ import json
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -121,16 +122,18 @@ def _failures(analyzer: str) -> float:
 
 
 def test_a_failing_scorer_leaves_the_cell_done_and_unscored(
-    settings: Settings, sessions: sessionmaker[Session], tiny_scorer: Path, tmp_path: Path
+    settings: Settings, sessions: sessionmaker[Session], tiny_classifier: Path, tmp_path: Path
 ) -> None:
     """A scorer whose processor does not resize (a real misconfiguration): the model
-    refuses the 1024² image. The cell is stored all the same, with no score."""
+    refuses the 1024² image. The cell is stored all the same, with no score, and the
+    screening beside it still runs."""
     broken = tmp_path / "no-resize"
     shutil.copytree(build_tiny_classifier(tmp_path / "vit"), broken)
     config = json.loads((broken / "preprocessor_config.json").read_text())
     (broken / "preprocessor_config.json").write_text(json.dumps({**config, "do_resize": False}))
     before = _failures("score")
-    with tenant_app(settings, sessions, scorer=str(broken), scorer_label="nsfw") as tenant:
+    analyzers: dict[str, Any] = {"screening_model": str(tiny_classifier), "scorer": str(broken)}
+    with tenant_app(settings, sessions, scorer_label="nsfw", **analyzers) as tenant:
         job = tenant.submit(seeds=[3, 4])
         render_all(tenant.settings, tenant.model)
         assert tenant.job(job["id"])["status"] == "succeeded"
@@ -139,6 +142,7 @@ def test_a_failing_scorer_leaves_the_cell_done_and_unscored(
         ("done", None, None),
         ("done", None, None),
     ]
+    assert all(set(i["analysis"]) == {"screening"} for i in images)
     assert _failures("score") == before + 1  # one call for the shard's two images
     with sessions() as session:
         scores = session.scalars(select(Item.score).where(Item.job_id == job["id"])).all()
