@@ -14,10 +14,12 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
+from farm.cli import app
 from models.db.tables import Item
 from models.domain.scores import DEFAULT_SCORE_LABELS, Scored, best_of, parse_score_labels
-from models.infra.settings import Settings
+from models.infra.settings import Settings, get_settings
 from tests.business import render_all, tenant_app
 from tests.conftest import ApiClient
 from tests.tiny_classifier import build_tiny_classifier
@@ -177,3 +179,15 @@ def test_order_score_pages_best_first_then_the_unscored(
             break
     assert [s[0] for s in seen] == [5, 2, 0, 3, 6, 1, 4]
     assert seen[0] == (5, 0.9, "s0.9") and seen[-1] == (4, None, None)
+
+
+def test_farm_worker_refuses_a_bad_mapping_at_start() -> None:
+    get_settings.cache_clear()
+    try:
+        env = {"FARM_SCORE_LABELS": "good>0.5, bad>0.6, worse"}
+        result = CliRunner().invoke(app, ["worker"], env=env)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "FARM_SCORE_LABELS: entry 2 ('bad>0.6'): thresholds must go down" in said
