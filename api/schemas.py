@@ -97,6 +97,8 @@ class ImageOut(Cell):
     render_ms: int | None = None  # its GPU time: its share of its shard's pipeline call
     device: str | None = None  # the device that rendered it
     analysis: dict[str, AnalysisOut] | None = None  # each image analyzer's result
+    score: float | None = None  # the scorer's (FARM_SCORER), higher is better; None: unscored
+    score_label: str | None = None  # the operator's word for its range (FARM_SCORE_LABELS)
     released: bool = False  # screening held it, and an operator released it
 
 

@@ -136,4 +136,6 @@ def image_out(
         if analyses
         else None,
         released=item.hold == "released",
+        score=item.score,
+        score_label=item.score_label,
     )

@@ -28,7 +28,9 @@ from models.db.claims import claim_next_shard, claim_next_shard_stepwise
 from models.db.finish import CellResult, finish_attempt, finish_attempt_stepwise
 from models.db.jobs import NewJob, create_jobs, list_items
 from models.db.keys import ensure_tenant
+from models.db.pagination import encode_cursor
 from models.db.reconcile import queued_counts, queued_ids, release_expired_leases
+from models.db.scored_items import items_by_score
 from models.db.session import make_engine, make_session_factory
 from models.db.tables import Job, utcnow
 from models.domain.spec import JobSpec
@@ -60,6 +62,9 @@ def build_backlog(sessions: sessionmaker[Session], *, jobs: int, cells: int) -> 
     with sessions.begin() as session:  # some shards rendering, as in a busy farm
         for w in range(min(50, jobs * 5)):
             claim_next_shard(session, model=MODEL, worker=f"w{w}", lease_s=600)
+    with sessions.begin() as session:  # the last job scored (FARM_SCORER), for ?order=score
+        scores = "UPDATE items SET score = round(random()::numeric, 6) WHERE job_id = :job"
+        session.execute(text(scores), {"job": ids[-1]})
     with sessions() as session:
         session.execute(text("ANALYZE"))
         session.commit()
@@ -126,6 +131,9 @@ def plans(sessions: sessionmaker[Session], job_ids: list[uuid.UUID]) -> dict[str
         "reconciler: queued ids": lambda s: queued_ids(s, model=MODEL, limit=100),
         "job poll": lambda s: s.get(Job, job_ids[-1]),
         "images page": lambda s: list_items(s, job_id=job_ids[-1], cursor="WzUwMF0", limit=100),
+        "images page, best score first": lambda s: items_by_score(
+            s, job_id=job_ids[-1], cursor=encode_cursor(0.5, 0), limit=100
+        ),
     }
     report: dict[str, list[Any]] = {}
     with sessions() as session:

@@ -108,6 +108,14 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_classifier(tmp_path_factory.mktemp("classifier") / "tiny-nsfw")
 
 
+@pytest.fixture(scope="session")
+def tiny_scorer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny scorer (score = mean brightness) saved like a Hub model (tests/tiny_scorer.py)."""
+    from tests.tiny_scorer import build_tiny_scorer
+
+    return build_tiny_scorer(tmp_path_factory.mktemp("scorer") / "tiny-brightness")
+
+
 @pytest.fixture
 def settings(pg_url: str, s3: S3Server, tmp_path: Path) -> Settings:
     return Settings(

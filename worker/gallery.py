@@ -4,7 +4,8 @@ Self-contained (inline CSS, JS and data, no external assets) and linked
 relatively, so it works opened from the local storage folder, from a bucket, or
 through the API. Rows and columns are picked among prompt, bucket and seed;
 the third axis splits the grid into sections. A click shows the full image and
-its parameters. The data is the job's manifest.
+its parameters. The data is the job's manifest. When a scorer scored the images, the
+page also shows them best first and filters them (worker/gallery_scores.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
+
+from worker.gallery_scores import SCORE_CONTROLS, SCORE_SCRIPT, SCORE_STYLE
 
 
 def inline_json(data: Any) -> str:
@@ -23,11 +26,13 @@ def inline_json(data: Any) -> str:
 def build_gallery(manifest: dict[str, Any]) -> str:
     job = manifest["job"]
     title = job.get("name") or f"job {job['id']}"
+    # The job's own text last: a prompt that says "__SCRIPT__" stays a prompt.
     return (
-        _PAGE.replace("__TITLE__", html.escape(str(title)))
+        _PAGE.replace("__SCORES__", SCORE_CONTROLS)
+        .replace("__STYLE__", _STYLE + SCORE_STYLE)
+        .replace("__SCRIPT__", _SCRIPT + SCORE_SCRIPT + "setup();\n")
+        .replace("__TITLE__", html.escape(str(title)))
         .replace("__DATA__", inline_json(manifest))
-        .replace("__STYLE__", _STYLE)
-        .replace("__SCRIPT__", _SCRIPT)
     )
 
 
@@ -46,7 +51,7 @@ _PAGE = """<!doctype html>
   <form id="axes">
     <label>Rows <select id="rows" name="rows"></select></label>
     <label>Columns <select id="cols" name="cols"></select></label>
-    <span id="third"></span>
+    <span id="third"></span>__SCORES__
     <a href="manifest.json">manifest.json</a>
   </form>
   <details id="sheets"><summary>Contact sheets</summary><ul></ul></details>
@@ -131,6 +136,7 @@ function params(cell) {
   // Every render field the manifest lists (cell_fields), then the model and the outcome.
   const rows = data.cell_fields.map(([name, label]) => [label, cell[name]]);
   rows.push(["model", data.model.name + " (" + data.model.revision + ")"], ["rating", cell.rating],
+    ["score", cell.score], ["score label", cell.score_label],
     ["status", cell.status], ["sha256", cell.sha256], ["file", cell.file]);
   return rows.filter((r) => r[1] !== null && r[1] !== undefined);
 }
@@ -149,6 +155,7 @@ function cellNode(cell) {
   const img = el("img", { src: cell.thumb, alt: "seed " + cell.seed + " " + cell.bucket,
                           loading: "lazy", title: "click for the full image" });
   img.dataset.index = cell.index;
+  if (filtering() && !passes(cell)) img.classList.add("dim");
   img.addEventListener("error", () => { if (img.src.indexOf(cell.file) < 0) img.src = cell.file; },
                        { once: true });
   img.addEventListener("click", () => show(cell));
@@ -158,6 +165,8 @@ function render(rows, cols) {
   const third = AXES.find((a) => a !== rows && a !== cols);
   const main = document.getElementById("grids");
   main.replaceChildren();
+  history.replaceState(null, "", "#rows=" + rows + "&cols=" + cols + scoreHash());
+  if (scoreState.order === "score") { renderByScore(main); return; }
   for (let t = 0; t < sizes[third]; t++) {
     main.append(el("h2", { textContent: title(third, t) }));
     const head = el("tr", {}, el("th"));
@@ -177,7 +186,6 @@ function render(rows, cols) {
     main.append(table);
   }
   document.getElementById("third").textContent = "sections: " + third;
-  history.replaceState(null, "", "#rows=" + rows + "&cols=" + cols);
 }
 function setup() {
   const job = data.job;
@@ -211,7 +219,7 @@ function setup() {
   const viewer = document.getElementById("viewer");
   document.getElementById("close").addEventListener("click", () => viewer.close());
   viewer.addEventListener("click", (e) => { if (e.target === viewer) viewer.close(); });
+  setupScores(() => render(rows, cols));
   render(rows, cols);
 }
-setup();
 """

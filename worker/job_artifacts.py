@@ -8,8 +8,9 @@ else runs on this listener's own thread, so the writer keeps pace with the GPU:
 - per prompt, its contact sheet, composed from thumbnails *in storage* (shards of
   one prompt may land on different workers), when the prompt's cells are all in,
   and while it renders at most every ``sheet_interval_s`` (worker/sheets.py);
-- at job end, every sheet once more, then ``manifest.json`` and ``index.html``
-  (worker/job_end.py); again for a job whose held image an operator released.
+- at job end, every sheet once more, each prompt's "best of" sheet by score
+  (worker/best_of.py), then ``manifest.json`` and ``index.html`` (worker/job_end.py);
+  again for a job whose held image an operator released.
 
 Everything is a pure function of stored state, so any worker may (re)write it.
 """
@@ -27,7 +28,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.artifacts import SheetCell, settled_per_prompt, sheet_cells
+from models.db.artifacts import SheetCell, job_cells, settled_per_prompt, sheet_cells
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
 from models.db.holds import artifacts_redrawn, claim_stale_artifacts
@@ -35,6 +36,7 @@ from models.domain.status import JobStatus
 from models.infra.settings import Settings
 from models.infra.storage import Storage, sheet_name
 from worker.artifact_events import ArtifactCounters, Finished, Landed
+from worker.best_of import write_best_sheets
 from worker.environment import worker_environment
 from worker.job_end import job_manifest, model_revision_of, write_job_files
 from worker.job_layout import JobLayout, load_layout
@@ -203,6 +205,12 @@ class JobArtifacts:
         started = time.perf_counter()
         for prompt in range(len(layout.prompts)):
             self._compose((event.job_id, prompt), layout)
+        k = self.settings.best_of_k
+        with self.sessions() as session:
+            items = job_cells(session, job_id=event.job_id)
+        thumbnail = partial(self._thumbnail, event.job_id, layout)
+        best = partial(write_best_sheets, self.storage, layout, items, k=k, thumbnail=thumbnail)
+        self._guarded(best)  # a view like the others: its failure stops nothing
         with self.sessions() as session:
             manifest = job_manifest(
                 session,
@@ -210,6 +218,7 @@ class JobArtifacts:
                 folder=layout.folder,
                 model_revision=self.model_revision,
                 environment=worker_environment(self.settings.device),
+                best_of_k=k,
             )
         if manifest is None:
             return

@@ -47,6 +47,7 @@ def job_manifest(
     folder: str,
     model_revision: Callable[[str], str],
     environment: Mapping[str, str] | None = None,
+    best_of_k: int = 8,
 ) -> dict[str, Any] | None:
     """The job's manifest as it is stored now; None if the job is gone."""
     job = find_job(session, job_id=job_id)
@@ -58,6 +59,7 @@ def job_manifest(
         folder=folder,
         model_revision=model_revision(job.model),
         environment=environment,
+        best_of_k=best_of_k,
     )
 
 

@@ -3,9 +3,11 @@
 The spec as submitted, the resolved grid (with the styles and combinatorial wildcard
 values the job used), the model (name and revision), the environment of the worker that
 wrote it (farm, Python, torch, diffusers and transformers versions, the device), and
-every cell's parameters, storage key, sha256 and status. Paths inside the job folder are
-relative, so the folder can be copied or synced as a whole. Built only from stored state
-and that environment, so rewriting it on the same worker gives the same bytes.
+every cell's parameters, storage key, sha256, status, score and score label, and each
+prompt's "best of" (its top cells by score, as its best-of sheet shows them). Paths
+inside the job folder are relative, so the folder can be copied or synced as a whole.
+Built only from stored state and that environment, so rewriting it on the same worker
+gives the same bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 from models.db.cell_rows import item_cell
 from models.db.tables import Item, Job
 from models.domain.cells import cell_values, viewer_fields
-from models.infra.storage import GALLERY_NAME, sheet_name, thumb_name
+from models.domain.scores import Scored, best_of
+from models.domain.status import CellStatus
+from models.infra.storage import GALLERY_NAME, best_sheet_name, sheet_name, thumb_name
 
 MANIFEST_VERSION = 1
 
@@ -45,7 +49,20 @@ def cell_entry(item: Item, folder: str) -> dict[str, Any]:
         "rating": item.rating,
         "render_ms": item.render_ms,
         "error": item.error,
+        "score": item.score,
+        "score_label": item.score_label,
     }
+
+
+def ranked_items(items: list[Item], k: int) -> dict[int, list[Item]]:
+    """Each prompt's ``k`` best stored images by score (models/domain/scores.py)."""
+    by_index = {item.index: item for item in items}
+    scored = [
+        Scored(i.index, i.prompt_index, i.score)
+        for i in items
+        if i.score is not None and i.status == CellStatus.DONE and i.key
+    ]
+    return {p: [by_index[c.index] for c in best] for p, best in best_of(scored, k).items()}
 
 
 def build_manifest(
@@ -55,8 +72,10 @@ def build_manifest(
     folder: str,
     model_revision: str,
     environment: Mapping[str, str] | None = None,
+    best_of_k: int = 8,
 ) -> dict[str, Any]:
     grid = dict(job.grid)
+    ranked = ranked_items(items, best_of_k)
     return {
         "manifest_version": MANIFEST_VERSION,
         "job": {
@@ -89,6 +108,11 @@ def build_manifest(
         "cell_fields": [list(field) for field in viewer_fields()],
         "contact_sheets": [sheet_name(i) for i in range(len(grid.get("prompts", [])))],
         "gallery": GALLERY_NAME,
+        # Per prompt with scored images: its best-of sheet and the cells on it, in order.
+        "best_of": [
+            {"prompt": p, "sheet": best_sheet_name(p), "cells": [i.index for i in ranked[p]]}
+            for p in sorted(ranked)
+        ],
         "cells": [cell_entry(item, folder) for item in sorted(items, key=lambda i: i.index)],
     }
 

@@ -71,6 +71,9 @@ ANALYSIS_SECONDS = Histogram(
     buckets=names.UPLOAD_BUCKETS_S,
     registry=None,
 )
+ANALYSIS_FAILURES = Counter(
+    names.ANALYSIS_FAILURES, names.ANALYSIS_FAILURES_HELP, ["analyzer"], registry=None
+)
 IMAGES_HELD = Counter(names.IMAGES_HELD, names.IMAGES_HELD_HELP, ["model"], registry=None)
 
 
@@ -113,7 +116,11 @@ class TimedAnalyzer:
 
     def analyze(self, images: Sequence[Image.Image]) -> list[Analysis]:
         with ANALYSIS_SECONDS.labels(self.name).time():
-            return self.inner.analyze(images)
+            try:
+                return self.inner.analyze(images)
+            except Exception:
+                ANALYSIS_FAILURES.labels(self.name).inc()
+                raise
 
 
 def timed_analyzers(analyzers: list[ImageAnalyzer]) -> list[ImageAnalyzer]:
@@ -229,7 +236,8 @@ def install_worker_metrics(registry: CollectorRegistry = REGISTRY) -> None:
         if registry in _installed:
             return
         collectors = (IMAGES, RENDER_SECONDS, UPLOAD_SECONDS, JOB_LATENCY, JOBS)
-        for collector in (*collectors, GPU_SECONDS, ANALYSIS_SECONDS, IMAGES_HELD):
+        analysis = (ANALYSIS_SECONDS, ANALYSIS_FAILURES, IMAGES_HELD)
+        for collector in (*collectors, GPU_SECONDS, *analysis):
             registry.register(collector)
         registry.register(GpuMemoryCollector())
         _installed.add(registry)

@@ -212,7 +212,9 @@ def build_runner(
     renderers = RendererCache(settings)
     for name in warm_models:  # load before taking work: the first shard is not slow
         renderers(name)
-    device = resolve_device(settings.device) if settings.screening_model else "cpu"
+    # The analyzers run where the pipeline does (the GPU), on the analysis thread.
+    analyzing = settings.screening_model or settings.scorer
+    device = resolve_device(settings.device) if analyzing else "cpu"
     analyzers = timed_analyzers(load_analyzers(settings, device))
     device_for = devices_by_model(settings)
     sessions = make_session_factory(

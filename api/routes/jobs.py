@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, Field
@@ -17,6 +17,7 @@ from api.views import dry_run_examples, image_out, job_etag, job_out, url_expiry
 from models.db.holds import analyses_of
 from models.db.job_states import cancel_job, retry_failed
 from models.db.jobs import get_job, list_items, list_jobs
+from models.db.scored_items import items_by_score
 from models.db.tables import Job
 from models.domain.estimate import estimate_gpu_seconds
 from models.domain.grid import expand
@@ -158,8 +159,12 @@ def get_images(
     session: DbSession,
     cursor: str | None = None,
     limit: Limit = 100,
+    order: Literal["index", "score"] = "index",
 ) -> ImagePage:
-    page = list_items(session, job_id=job.id, cursor=cursor, limit=limit)
+    """A page of the job's images: by index, or (``order=score``) best score first, the
+    unscored last. A cursor belongs to its order."""
+    by = items_by_score if order == "score" else list_items
+    page = by(session, job_id=job.id, cursor=cursor, limit=limit)
     expires_s = url_expiry_s(job, state.settings.url_expiry_s)  # never past their expiry
     found = analyses_of(session, job_id=job.id, indexes=[i.index for i in page.items])
     return ImagePage(

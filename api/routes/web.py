@@ -165,6 +165,7 @@ def job_page(request: Request, job_id: str, tenant: Viewer, session: DbSession) 
         return _to_login(request)
     job = web_job(job_id, session, tenant)
     context = {"job": job_out(job).model_dump(mode="json"), "files": files_base(job)}
+    context["extra_scripts"] = ["/static/scores.js"]  # scores under the images (job.js draws)
     return templates.TemplateResponse(request, "job.html", context)
 
 

@@ -3,6 +3,8 @@ in the same transaction:
 
 1. the ledger: a ``gpu_usage`` row for the attempt, and the device on each new cell;
 2. the image analyses (worker/analysis.py): one (label, score) per analyzer and cell;
+   the scorer's also on the cell's row (items.score / score_label), once: a late
+   duplicate of a scored cell changes nothing;
 3. holds: cells whose image screening held (stored under a private key) are marked
    ``held``, counted on the job, and announced (``cell.held``);
 4. the job: a paused job's requeued shards are parked, a job past its GPU budget
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,8 +28,11 @@ from models.db.job_control import park_shards, stop_at_budget
 from models.db.ledger import record_usage
 from models.db.tables import Item, Job
 from models.db.webhook_events import enqueue_event
+from models.domain.scores import MAX_LABEL_CHARS
 from models.domain.status import JobStatus
 from models.domain.webhook_events import CELL_HELD, JOB_PROGRESS, WebhookProgress, progress_due
+
+SCORE_ANALYZER = "score"  # worker/analysis.py SCORE: the analyzer whose results rank cells
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ def record_extras(
         )
     if analyses:
         _insert_analyses(session, shard, analyses)
+        _record_scores(session, shard, results, analyses)
     held = [r for r in results if r.held]
     if held:
         _hold(session, shard, held, analyses)
@@ -99,6 +105,34 @@ def _insert_analyses(session: Session, shard: ClaimedShard, analyses: list[Analy
         session.execute(sqlite.insert(CellAnalysis).on_conflict_do_nothing(), rows)
     else:  # pragma: no cover - the farm runs on Postgres or SQLite
         session.execute(insert(CellAnalysis), rows)
+
+
+def _record_scores(
+    session: Session, shard: ClaimedShard, results: list[CellResult], analyses: list[AnalysisRecord]
+) -> None:
+    """The scorer's results on the rows of the images this attempt stored (one
+    executemany); a cell scored before keeps its score."""
+    keys = {r.index: r.key for r in results}
+    rows = [
+        {"job": shard.job_id, "cell": a.index, "stored": keys[a.index], "s": a.score}
+        | {"l": a.label[:MAX_LABEL_CHARS] or None}
+        for a in analyses
+        if a.analyzer == SCORE_ANALYZER and a.index in keys
+    ]
+    if not rows:
+        return
+    items = cast(Table, Item.__table__)  # core: one executemany, rows matched by bindparams
+    session.execute(
+        update(items)
+        .where(
+            items.c.job_id == bindparam("job"),
+            items.c.index == bindparam("cell"),
+            items.c.key == bindparam("stored"),
+            items.c.score.is_(None),
+        )
+        .values(score=bindparam("s"), score_label=bindparam("l")),
+        rows,
+    )
 
 
 def _hold(

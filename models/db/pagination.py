@@ -33,7 +33,7 @@ class CursorError(ValueError):
     """Not a cursor this list made."""
 
 
-def encode_cursor(*parts: CursorPart) -> str:
+def encode_cursor(*parts: CursorPart | float | None) -> str:
     values = [p.isoformat() if isinstance(p, datetime) else p for p in parts]
     text = json.dumps([str(v) if isinstance(v, uuid.UUID) else v for v in values])
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
@@ -41,16 +41,30 @@ def encode_cursor(*parts: CursorPart) -> str:
 
 def decode_cursor(cursor: str, kinds: Sequence[type[CursorPart]]) -> tuple[CursorPart, ...]:
     """The parts of a cursor of ``kinds`` (int, datetime, uuid.UUID), or CursorError."""
+    parts = cursor_parts(cursor, len(kinds))
+    return tuple(_part(value, kind) for value, kind in zip(parts, kinds, strict=True))
+
+
+def cursor_parts(cursor: str, count: int) -> list[object]:
+    """The ``count`` JSON values a cursor holds, unchecked (the list checks each), or
+    CursorError."""
     if len(cursor) > MAX_CURSOR_CHARS:
         raise CursorError("not a valid cursor (too long)")
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode("ascii"))
         parts = json.loads(raw)
-    except (UnicodeError, binascii.Error, ValueError):
+    except (UnicodeError, binascii.Error, ValueError, RecursionError):
         raise CursorError("not a valid cursor") from None
-    if not isinstance(parts, list) or len(parts) != len(kinds):
+    if not isinstance(parts, list) or len(parts) != count:
         raise CursorError("not a valid cursor")
-    return tuple(_part(value, kind) for value, kind in zip(parts, kinds, strict=True))
+    return parts
+
+
+def index_part(value: object) -> int:
+    """A cursor's index part (a non-negative bigint), or CursorError."""
+    part = _part(value, int)
+    assert isinstance(part, int)
+    return part
 
 
 def _part(value: object, kind: type[CursorPart]) -> CursorPart:

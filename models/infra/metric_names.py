@@ -42,6 +42,8 @@ GPU_SECONDS_HELP = (
 )
 ANALYSIS_SECONDS = "farm_analysis_seconds"
 ANALYSIS_SECONDS_HELP = "Seconds of one image analyzer's call on a shard (screening)."
+ANALYSIS_FAILURES = "farm_analysis_failures_total"
+ANALYSIS_FAILURES_HELP = "Image analyzer calls that failed (a failed scorer leaves scores NULL)."
 IMAGES_HELD = "farm_images_held_total"
 IMAGES_HELD_HELP = "Images screening held (stored privately until an operator decides)."
 

@@ -23,6 +23,7 @@ from models.domain.prompt_pipeline import PromptLibrary
 from models.infra.loras import FileLoraCatalog, LoraConfig, lora_configs
 from models.infra.prompt_library import load_prompt_library
 from models.infra.settings_db import DatabaseSettings
+from models.infra.settings_scores import ScoreSettings
 from models.infra.settings_storage import StorageSettings
 
 DEFAULT_DATA_DIR = Path("farm-data")
@@ -43,7 +44,7 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-class Settings(DatabaseSettings, StorageSettings, BaseSettings):
+class Settings(DatabaseSettings, StorageSettings, ScoreSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
     data_dir: Path = DEFAULT_DATA_DIR

@@ -55,6 +55,11 @@ def sheet_name(prompt_index: int) -> str:
     return f"sheets/prompt_{prompt_index:03d}.jpg"
 
 
+def best_sheet_name(prompt_index: int) -> str:
+    """The prompt's "best of" sheet: its top cells by score (worker/best_of.py)."""
+    return f"sheets/best_{prompt_index:03d}.jpg"
+
+
 class S3Storage:
     """Errors come out as ``StorageError`` (models/infra/storage_errors.py), permanent or
     not; a key with an empty, ``.`` or ``..`` segment is refused before it is signed."""

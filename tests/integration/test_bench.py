@@ -25,6 +25,7 @@ from bench import (
     query_plans,
     refine_hires,
     s3_upload,
+    scorer,
     submit_grid,
 )
 from bench.gpu_kit import report, run
@@ -55,6 +56,17 @@ def test_gpu_busy(capsys: pytest.CaptureFixture[str]) -> None:
     assert run["recorded"] == 4
     assert 0 < run["busy_share"] <= 1
     _printed(capsys, "gpu_busy")
+
+
+def test_scorer(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--scorer", "tiny", "--model", "simulated:0.01", "--images", "4", "--rounds", "1"]
+    result = scorer.main(args)
+    assert [(r["scorer"], r["images"], r["scored"]) for r in result["runs"]] == [
+        (False, 4, 0),
+        (True, 4, 4),
+    ]
+    assert result["cost"]["ms_per_image"] > 0
+    _printed(capsys, "scorer")
 
 
 def test_control_plane(capsys: pytest.CaptureFixture[str]) -> None:

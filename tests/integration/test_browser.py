@@ -48,8 +48,11 @@ def _farm(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def web(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base URL, API key) of a `farm api` rendering in-process with tiny-sdxl."""
+def web(
+    model_cache: Path, tiny_scorer: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(base URL, API key) of a `farm api` rendering in-process with tiny-sdxl, scoring
+    every image with the tiny brightness scorer (tests/tiny_scorer.py)."""
     data = tmp_path_factory.mktemp("web")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
@@ -61,6 +64,7 @@ def web(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "FARM_MODEL_CACHE_DIR": str(model_cache),
             "FARM_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "FARM_SHEET_INTERVAL_S": "0.5",
+            "FARM_SCORER": str(tiny_scorer),
         }
     )
     _farm(env, "migrate")
@@ -133,12 +137,17 @@ def test_sign_in_submit_watch_and_inspect_a_grid(web: tuple[str, str], browser: 
     assert _natural_width(page, "#sheets img") > 256 + 175  # both buckets side by side
     _shot(page, "job-page.png")
 
-    # A click on an image shows it full size with its parameters.
+    # Each thumbnail shows its score and label (api/static/scores.js).
     thumbs = page.locator("#images img")
     expect(thumbs).to_have_count(4)
     page.wait_for_function(  # each thumbnail shows (or, not written yet, its full image)
         "() => [...document.querySelectorAll('#images img')].every(i => i.naturalWidth > 0)"
     )
+    expect(page.locator("#images .score-badge")).to_have_count(4)
+    expect(page.locator("#images .score-badge").first).to_have_text(re.compile(r"^0\.\d{3} · "))
+    expect(page.locator("#best-sheets a")).to_have_count(1)
+
+    # A click on an image shows it full size with its parameters.
     thumbs.nth(1).click()  # cell 1: 1024x1024, seed 4
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
@@ -148,6 +157,7 @@ def test_sign_in_submit_watch_and_inspect_a_grid(web: tuple[str, str], browser: 
         "1024x1024"
     )
     expect(params).to_contain_text("hatsune miku")
+    expect(params.locator("tr.score")).to_contain_text(re.compile(r"0\.\d{3}"))
     page.wait_for_function("() => document.querySelector('#full').naturalWidth === 1024")
     _shot(page, "job-image.png")
     page.click("#close")

@@ -21,6 +21,7 @@ from models.infra import metric_names as names
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_NAMES = [names.IMAGES, names.RENDER_SECONDS, names.UPLOAD_SECONDS, names.JOB_LATENCY]
 WORKER_NAMES += [names.GPU_SECONDS, names.ANALYSIS_SECONDS, names.IMAGES_HELD]
+WORKER_NAMES += [names.ANALYSIS_FAILURES]
 WORKER_FAMILIES = sorted(name.removesuffix("_total") for name in [*WORKER_NAMES, names.JOBS])
 
 
