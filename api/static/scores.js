@@ -17,7 +17,7 @@
   }
 
   function annotate(state) {
-    for (const node of document.querySelectorAll("#images [data-index]")) {
+    for (const node of document.querySelectorAll("#images .cell[data-index]")) {
       const cell = byIndex.get(Number(node.dataset.index));
       if (!cell || !text(cell)) continue;
       node.dataset.score = String(cell.score);
