@@ -3,7 +3,8 @@
 Self-contained (inline CSS, JS and data, no external assets) and linked
 relatively, so it works opened from the local storage folder, from a bucket, or
 through the API. Rows and columns are picked among prompt, bucket and seed;
-the third axis splits the grid into sections. A click shows the full image and
+the third axis splits the grid into sections; each setting axis (LoRA set, sampler,
+..., the manifest's ``variants``: worker/variant_axes.py) gets a select of its values. A click shows the full image and
 its parameters. The data is the job's manifest. When a scorer scored the images, the
 page also shows them best first and filters them (worker/gallery_scores.py).
 """
@@ -129,8 +130,23 @@ function label(axis, i) {
 function title(axis, i) {
   return axis === "prompt" ? values.prompt[i] : label(axis, i);
 }
+// The setting axes inside each place (manifest "variants"): one value of each is shown.
+const VARIANTS = data.variants || [];
+const chosen = VARIANTS.map(() => 0);
+function variantOffset() {
+  return VARIANTS.reduce((offset, axis, k) => offset * axis.values.length + chosen[k], 0);
+}
 function indexOf(pos) {
-  return ((pos.prompt * sizes.bucket + pos.bucket) * sizes.seed + pos.seed) * variants;
+  return ((pos.prompt * sizes.bucket + pos.bucket) * sizes.seed + pos.seed) * variants +
+    variantOffset();
+}
+function shown(value) {
+  // A LoRA set as name:weight, like A1111's tags; other lists and objects as JSON.
+  if (Array.isArray(value)) {
+    return value.length ? value.map((v) => v && typeof v === "object" && "name" in v
+      ? v.name + ":" + v.weight : JSON.stringify(v)).join(", ") : "none";
+  }
+  return value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 function params(cell) {
   // Every render field the manifest lists (cell_fields), then the model and the outcome.
@@ -145,7 +161,7 @@ function show(cell) {
   document.getElementById("full-link").href = cell.file;
   const table = document.getElementById("params");
   table.replaceChildren(...params(cell).map(([k, v]) =>
-    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: String(v) }))));
+    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: shown(v) }))));
   document.getElementById("viewer").showModal();
 }
 function cellNode(cell) {
@@ -211,6 +227,13 @@ function setup() {
     cols = colSel.value;
     render(rows, cols);
   }
+  VARIANTS.forEach((axis, k) => {
+    const sel = el("select", { className: "variant" });
+    sel.dataset.field = axis.field;
+    axis.values.forEach((value, i) => sel.append(el("option", { value: i, textContent: value })));
+    sel.addEventListener("change", () => { chosen[k] = Number(sel.value); render(rows, cols); });
+    document.getElementById("third").before(el("label", {}, axis.label + " ", sel));
+  });
   rowSel.addEventListener("change", () => changed(rowSel));
   colSel.addEventListener("change", () => changed(colSel));
   const list = document.querySelector("#sheets ul");

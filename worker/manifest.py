@@ -23,6 +23,7 @@ from models.domain.cells import cell_values, viewer_fields
 from models.domain.scores import Scored, best_of
 from models.domain.status import CellStatus
 from models.infra.storage import GALLERY_NAME, best_sheet_name, sheet_name, thumb_name
+from worker.variant_axes import variant_axes
 
 MANIFEST_VERSION = 1
 
@@ -76,6 +77,10 @@ def build_manifest(
 ) -> dict[str, Any]:
     grid = dict(job.grid)
     ranked = ranked_items(items, best_of_k)
+    cells = [cell_entry(item, folder) for item in sorted(items, key=lambda i: i.index)]
+    places = (
+        len(grid.get("prompts", [])) * len(grid.get("buckets", [])) * len(grid.get("seeds", []))
+    )
     return {
         "manifest_version": MANIFEST_VERSION,
         "job": {
@@ -103,6 +108,8 @@ def build_manifest(
             "bucket": list(grid.get("buckets", [])),
             "seed": list(grid.get("seeds", [])),
         },
+        # The setting axes inside each (prompt, bucket, seed): a viewer picks a value of each.
+        "variants": variant_axes(cells, job.total // places if places else 1),
         # The render fields every cell carries, with A1111's names where it has one:
         # what a viewer lists for a cell (the gallery reads this, not a list of its own).
         "cell_fields": [list(field) for field in viewer_fields()],
@@ -113,7 +120,7 @@ def build_manifest(
             {"prompt": p, "sheet": best_sheet_name(p), "cells": [i.index for i in ranked[p]]}
             for p in sorted(ranked)
         ],
-        "cells": [cell_entry(item, folder) for item in sorted(items, key=lambda i: i.index)],
+        "cells": cells,
     }
 
 
