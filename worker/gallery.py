@@ -140,7 +140,7 @@ function indexOf(pos) {
   return ((pos.prompt * sizes.bucket + pos.bucket) * sizes.seed + pos.seed) * variants +
     variantOffset();
 }
-function shown(value) {
+function readable(value) {
   // A LoRA set as name:weight, like A1111's tags; other lists and objects as JSON.
   if (Array.isArray(value)) {
     return value.length ? value.map((v) => v && typeof v === "object" && "name" in v
@@ -161,7 +161,7 @@ function show(cell) {
   document.getElementById("full-link").href = cell.file;
   const table = document.getElementById("params");
   table.replaceChildren(...params(cell).map(([k, v]) =>
-    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: shown(v) }))));
+    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: readable(v) }))));
   document.getElementById("viewer").showModal();
 }
 function cellNode(cell) {

@@ -68,7 +68,7 @@ function params(cell) {
   return rows.filter((r) => r[1] !== null && r[1] !== undefined);
 }
 
-function shown(value) {
+function readable(value) {
   // A LoRA set as name:weight, like A1111's tags; other lists and objects as JSON.
   if (Array.isArray(value)) {
     return value.length ? value.map((v) => v && typeof v === "object" && "name" in v
@@ -81,7 +81,7 @@ function open(cell) {
   document.getElementById("full").src = FILES + cell.file;
   document.getElementById("full-link").href = FILES + cell.file;
   document.getElementById("params").replaceChildren(...params(cell).map(([k, v]) =>
-    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: shown(v) }))));
+    el("tr", {}, el("th", { textContent: k }), el("td", { textContent: readable(v) }))));
   document.getElementById("viewer").showModal();
 }
 
