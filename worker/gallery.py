@@ -5,8 +5,9 @@ relatively, so it works opened from the local storage folder, from a bucket, or
 through the API. Rows and columns are picked among prompt, bucket and seed;
 the third axis splits the grid into sections; each setting axis (LoRA set, sampler,
 ..., the manifest's ``variants``: worker/variant_axes.py) gets a select of its values.
-A click shows the full image and its parameters. The data is the job's manifest. When a scorer scored the images, the
-page also shows them best first and filters them (worker/gallery_scores.py).
+A click shows the full image and its parameters. The data is the job's manifest. When
+a scorer scored the images, the page also shows them best first and filters them
+(worker/gallery_scores.py).
 """
 
 from __future__ import annotations

@@ -20,6 +20,16 @@ class JobLayout:
     seeds: list[int]
     model: str
     variants: int  # cells per (prompt, bucket, seed): the innermost axes (sampler, steps, ...)
+    # A refinement's groups (one "prompt" per parent cell) each have their own bucket and
+    # seeds (models/domain/refine.py child_grid); None: the grid's, for every prompt.
+    group_buckets: list[str] | None = None
+    group_seeds: list[list[int]] | None = None
+
+    def buckets_for(self, prompt: int) -> list[str]:
+        return [self.group_buckets[prompt]] if self.group_buckets else self.buckets
+
+    def seeds_for(self, prompt: int) -> list[int]:
+        return self.group_seeds[prompt] if self.group_seeds else self.seeds
 
     @property
     def per_prompt(self) -> int:
@@ -52,4 +62,6 @@ def load_layout(
         seeds=list(grid["seeds"]),
         model=job.model,
         variants=max(1, job.total // cells_per_variant),
+        group_buckets=grid.get("group_buckets"),
+        group_seeds=grid.get("group_seeds"),
     )

@@ -110,12 +110,12 @@ def draw_sheet(
                 shown[position] = "missing"
         elif cell.status != CellStatus.QUEUED:
             shown[position] = str(cell.status)
-    sizes = [parse_bucket(b) for b in layout.buckets]
+    sizes = [parse_bucket(b) for b in layout.buckets_for(prompt)]
     sheet = compose_sheet(
         title=f"prompt {prompt + 1} of {len(layout.prompts)} · {layout.prompts[prompt]}",
         column_labels=[b.name for b in sizes],
         column_sizes=[(b.width, b.height) for b in sizes],
-        row_labels=[f"seed {s}" for s in layout.seeds[:rows_shown]],
+        row_labels=[f"seed {s}" for s in layout.seeds_for(prompt)[:rows_shown]],
         cells=shown,
         footer=_footer(layout, done=done, rows_shown=rows_shown, columns=len(sizes)),
     )

@@ -283,4 +283,7 @@ def child_grid(
         "model": model,
         "parent_job_id": parent_job_id,
         "parent_cells": [parent.cell.index for parent, _ in groups],
+        # Each group's own bucket and seeds: its sheet's labels (worker/job_layout.py).
+        "group_buckets": [cells[0].bucket for _, cells in groups],
+        "group_seeds": [list(dict.fromkeys(c.seed for c in cells)) for _, cells in groups],
     }

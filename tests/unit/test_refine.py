@@ -24,6 +24,7 @@ from models.infra.settings import Settings
 from models.infra.storage import MANIFEST_NAME, job_folder, make_storage
 from tests.conftest import ApiClient
 from worker.hires import hires_size
+from worker.job_layout import load_layout
 from worker.renderer import DiffusersRenderer, RenderBatch
 from worker.runtime import build_runner, close_runner, load_renderer
 
@@ -162,6 +163,14 @@ def test_a_hires_child_starts_from_the_parents_pngs_and_names_its_parent(
     assert [(c["parent_job_id"], c["parent_index"]) for c in manifest["cells"]] == [
         (parent["id"], i) for i in (0, 1, 3)
     ]
+    # Each parent cell's sheet is labelled with that cell's own seed and bucket.
+    with sessions() as session:
+        layout = load_layout(
+            session, job_id=job.id, tenant_id=job.tenant_id, prefix=settings.s3_prefix
+        )
+    assert layout is not None
+    assert [layout.seeds_for(g) for g in range(3)] == [[by_index[i].seed] for i in (0, 1, 3)]
+    assert [layout.buckets_for(g) for g in range(3)] == [["832x1216"]] * 3
 
 
 def test_selections_and_overrides_make_the_child_cells(
