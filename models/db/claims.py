@@ -106,6 +106,14 @@ def lock_job(session: Session, job_id: uuid.UUID) -> None:
     session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
 
 
+def share_job(session: Session, job_id: uuid.UUID) -> None:
+    """The finishers' lock on the job row (farm_finish_shard v2): they share it, and it
+    excludes every writer that takes ``lock_job``; the order stays job, shards, cells."""
+    session.execute(
+        select(Job.id).where(Job.id == job_id).with_for_update(read=True, key_share=True)
+    )
+
+
 def _claim(
     session: Session, *, shard_id: int, worker: str, lease_s: int, now: datetime
 ) -> ClaimedShard | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from models.db.claims import ClaimedShard, lock_job
+from models.db.claims import ClaimedShard, share_job
 from models.db.outbox import enqueue_job_completed
 from models.db.retention import set_expiry
 from models.db.tables import Item, Job, Shard, utcnow
@@ -132,7 +132,7 @@ def finish_attempt_stepwise(
     backoff_s: float,
 ) -> ShardCompletion:
     """``finish_attempt`` as statements from Python."""
-    lock_job(session, shard.job_id)
+    share_job(session, shard.job_id)  # the counters' UPDATE, last, serialises finishers
     now = utcnow()
     recorded = _record_results(session, job_id=shard.job_id, results=results, now=now)
     render_ms = sum(r.render_ms for r in results)

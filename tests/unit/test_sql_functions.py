@@ -50,6 +50,9 @@ PINNED = {
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
     ),
+    SqlFunction("farm_finish_shard", 2): (
+        "8162c693e047c78e91c1d8af3b6782b619a37b8b976ea9856004fcf46128a869"
+    ),
 }
 
 
