@@ -19,6 +19,7 @@ each tenant's share against the fair one.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import threading
 import time
@@ -55,6 +56,48 @@ class Tally:
     images: list[int] = field(default_factory=list)
     empty: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Tally) -> None:
+        self.claim_ms += other.claim_ms
+        self.finish_ms += other.finish_ms
+        self.tenants.update(other.tenants)
+        self.images += other.images
+        self.empty += other.empty
+        self.errors += other.errors
+
+
+def _part(
+    url: str,
+    ids: list[int],
+    model: str,
+    clock: dict[str, float],
+    results: multiprocessing.Queue[tuple[Tally, float]],
+) -> None:
+    """One simulator process: a thread per worker in ``ids``, each with its own connection.
+    Reports its tally and the CPU it used inside the measured window."""
+    engine = make_engine(
+        normalize_database_url(url),
+        pool_size=len(ids),  # one connection per simulated worker, held for the run
+        max_overflow=0,
+        prepared_statements=False,  # transaction pooling
+        pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
+    )
+    sessions = make_session_factory(engine)
+    tally = Tally()
+    threads = [
+        threading.Thread(target=worker, args=(i, sessions, model, clock, tally), daemon=True)
+        for i in ids
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, clock["measure"] - time.monotonic()))
+    cpu = time.process_time()
+    time.sleep(max(0.0, clock["stop"] - time.monotonic()))
+    cpu = time.process_time() - cpu
+    for thread in threads:
+        thread.join(600)
+    engine.dispose()
+    results.put((tally, cpu))
 
 
 def populate(
@@ -151,46 +194,46 @@ def run_one(
     with direct.begin() as session:
         session.execute(text("ANALYZE shards, items, jobs, tenants"))
     populate_s = time.perf_counter() - t
-    engine = make_engine(
-        normalize_database_url(bouncer.url_for(pg_url)),
-        pool_size=n,  # one connection per simulated worker, held for the run
-        max_overflow=0,
-        prepared_statements=False,  # transaction pooling
-        pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
-    )
-    sessions = make_session_factory(engine)
     database = pg_url.rsplit("/", 1)[1]
     probe = Probe(pg_url, database, bouncer)
+    procs = max(1, min(args.procs, n))
     now = time.monotonic()
+    start = now + 0.5 + 0.2 * procs  # the processes are up before the first tick
     clock = {
         "period": args.period,
         "n": float(n),
-        "start": now + 0.5,
-        "measure": now + 0.5 + args.warmup,
-        "stop": now + 0.5 + args.warmup + args.seconds,
+        "start": start,
+        "measure": start + args.warmup,
+        "stop": start + args.warmup + args.seconds,
     }
-    tally = Tally()
-    threads = [
-        threading.Thread(target=worker, args=(i, sessions, model, clock, tally), daemon=True)
-        for i in range(n)
+    url = bouncer.url_for(pg_url)
+    context = multiprocessing.get_context("fork")  # fast start; children open their own pools
+    results: multiprocessing.Queue[tuple[Tally, float]] = context.Queue()
+    children = [
+        context.Process(
+            target=_part, args=(url, list(range(p, n, procs)), model, clock, results), daemon=True
+        )
+        for p in range(procs)
     ]
-    for thread in threads:
-        thread.start()
+    for child in children:
+        child.start()
     time.sleep(max(0.0, clock["measure"] - time.monotonic()))
     cpu_before = backend_cpu_s(probe.pids())
-    client_before = time.process_time()
     probe.start()
     time.sleep(max(0.0, clock["stop"] - time.monotonic()))
     probe.stop()
     cpu_after = backend_cpu_s(probe.pids())
-    client_cpu = time.process_time() - client_before
     # Every worker's last cycle ends before the next run starts: a run must not
     # measure the previous run's queue (drain_s says how long that took).
     drained = time.monotonic()
-    for thread in threads:
-        thread.join(max(1.0, drained + 600 - time.monotonic()))
+    tally, client_cpu = Tally(), 0.0
+    for _ in children:
+        part, cpu = results.get(timeout=600)
+        client_cpu += cpu
+        tally.merge(part)
+    for child in children:
+        child.join(60)
     drain_s = time.monotonic() - drained
-    engine.dispose()
     direct.kw["bind"].dispose()
     pg_cpu = sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items())
     images = sum(tally.images)
@@ -213,7 +256,9 @@ def run_one(
         "postgres_cpu_s": round(pg_cpu, 2),
         "postgres_cores": round(pg_cpu / args.seconds, 2),
         "postgres_cpu_ms_per_image": round(pg_cpu * 1000 / images, 3) if images else None,
-        "simulator_cpu_s": round(client_cpu, 2),
+        "simulator_processes": procs,
+        "simulator_cpu_s": round(client_cpu, 2),  # the simulated workers, inside the window
+        "simulator_cores": round(client_cpu / args.seconds, 2),
         "drain_s": round(drain_s, 1),
         **probe.summary(),
     }
@@ -241,11 +286,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # PgBouncer's server connections. The development machine's Postgres (max_connections
     # 100) is shared with other test runs: 30 here; production sizes it in docs/DEPLOY.md.
     parser.add_argument("--pool", type=int, default=30, help="PgBouncer's server connections")
+    # One process of 1,000 threads spends its time waiting for the GIL, and a finish
+    # holds the job's counters until its thread gets it back to send COMMIT: a GPU
+    # host is a process of its own. Several processes spread the threads over the cores.
+    parser.add_argument("--procs", type=int, default=8, help="simulator processes")
     parser.add_argument("--quick", action="store_true", help="N = 8, 3 s: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.workers, args.seconds, args.warmup, args.period = "8", 3.0, 1.0, 0.5
-        args.tenants, args.giant_cells, args.pool = 4, 2_000, 4
+        args.tenants, args.giant_cells, args.pool, args.procs = 4, 2_000, 4, 2
     sizes = [int(n) for n in args.workers.split(",")]
     scenarios = ["backlog", "giant"] if args.scenario == "both" else [args.scenario]
     runs: list[dict[str, Any]] = []
