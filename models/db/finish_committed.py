@@ -4,7 +4,13 @@
 caller's transaction: the job row's counters, updated by ``farm_finish_shard()``, stay
 locked until the caller's COMMIT, a client round trip later, and every other finisher of
 that job waits for it (bench/fleet.py: one 100,000-cell job, 1,000 workers). Here the
-function is the whole transaction, so the row is free as soon as the statement ends.
+function is the whole transaction, so the row is free as soon as the statement ends,
+and that transaction commits without waiting for its WAL flush (``synchronous_commit``
+off for it alone): a synchronous commit keeps the row locked through the flush, which
+then paces every finisher of the job (one fsync each). What that risks: if Postgres
+itself crashes, the last fraction of a second of finishes is lost whole (never half:
+WAL order holds), their shards' leases lapse and the cells are rendered again and
+recorded once; a settle is a synchronous commit and flushes every finish before it.
 
 Settling the job (status, retention, the ``job.completed`` webhook) then needs its own
 transaction: the finisher whose counters reached the total locks the job, reads them
@@ -65,6 +71,7 @@ def finish_committed(
             failures=failures,
             max_attempts=max_attempts,
             backoff_s=backoff_s,
+            asynchronous=True,
         )
     final = None
     open_job = row.job_status in (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -14,13 +14,19 @@ from models.db.tables import utcnow
 if TYPE_CHECKING:
     from models.db.finish import CellFailure, CellResult
 
-_FINISH_SQL = text(
-    "SELECT recorded, failed, requeued, job_status, job_total, job_done, job_failed,"
-    " job_cancelled FROM farm_finish_shard(:shard, :job, :shard_index, :attempts, :worker,"
+_CALL = (
+    " FROM farm_finish_shard(:shard, :job, :shard_index, :attempts, :worker,"
     " CAST(:indexes AS integer[]), CAST(:keys AS text[]), CAST(:digests AS text[]),"
     " CAST(:ratings AS text[]), CAST(:render_ms AS integer[]),"
     " CAST(:failed_indexes AS integer[]), CAST(:failed_errors AS text[]),"
     " :max_attempts, :backoff_s, :now)"
+)
+_COLUMNS = "recorded, failed, requeued, job_status, job_total, job_done, job_failed, job_cancelled"
+_FINISH_SQL = text(f"SELECT {_COLUMNS}{_CALL}")
+# Committed without waiting for the WAL flush (set_config(..., true) lasts until this
+# statement's transaction ends): see finish_committed for why and what it risks.
+_FINISH_ASYNC_SQL = text(
+    f"SELECT {_COLUMNS}, set_config('synchronous_commit', 'off', true) AS async{_CALL}"
 )
 
 
@@ -33,8 +39,11 @@ def finish_row(
     failures: list[CellFailure],
     max_attempts: int,
     backoff_s: float,
+    asynchronous: bool = False,
 ) -> Row[Any]:
-    """One statement: the shard's cells, the shard, the job's counters after them."""
+    """One statement: the shard's cells, the shard, the job's counters after them.
+    ``asynchronous``: its transaction commits without waiting for the WAL flush (only
+    for a statement that is its own transaction)."""
     params = {
         "shard": shard.id,
         "job": shard.job_id,
@@ -52,4 +61,4 @@ def finish_row(
         "backoff_s": backoff_s,
         "now": utcnow(),
     }
-    return session.execute(_FINISH_SQL, params).one()
+    return session.execute(_FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL, params).one()
