@@ -23,7 +23,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.finish_committed import settle_complete_jobs
 from models.db.reconcile import queued_counts, queued_ids, release_expired_leases, try_lock
 from models.db.tables import utcnow
 from models.infra.periodic import Periodic
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class ReconcileReport:
     leases_expired: int = 0
-    jobs_settled: int = 0  # complete jobs left open by a finisher that died
     tokens_published: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # another process held the lock
 
@@ -56,8 +54,6 @@ def reconcile_once(
     with sessions.begin() as session:
         if try_lock(session, "leases"):
             report.leases_expired = release_expired_leases(session, now=now)
-            # Jobs whose finisher died between its finish and the settle (finish_committed).
-            report.jobs_settled = settle_complete_jobs(session)
         for model, queued in queued_counts(session).items():
             if models is not None and model not in models:
                 continue

@@ -16,7 +16,7 @@ Settling the job (status, retention, the ``job.completed`` webhook) then needs i
 transaction: the finisher whose counters reached the total locks the job, reads them
 again and settles it; the status guard in ``settle_job`` makes that happen once whoever
 else tries. A process that dies between the two leaves a job with every cell counted
-and an open status: the reconciler settles it (``settle_complete_jobs``).
+and an open status: ``farm beat`` settles it (``settle_complete_jobs``, beat/retention.py).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def settle_if_complete(session: Session, *, job_id: uuid.UUID) -> JobStatus | No
 
 
 def settle_complete_jobs(session: Session, *, limit: int = 100) -> int:
-    """The reconciler's part: settle open jobs whose every cell is counted (a finisher
+    """``farm beat``'s part: settle open jobs whose every cell is counted (a finisher
     died between its finish and the settle). Returns how many it settled."""
     ids = session.scalars(
         select(Job.id)

@@ -1,6 +1,6 @@
 """finish_committed (models/db/finish_committed.py): the finish is its own statement
 transaction and the settle a second one; a job is settled exactly once, also when its
-last shards finish at the same time, and the reconciler settles a job whose finisher
+last shards finish at the same time, and ``farm beat`` settles a job whose finisher
 died between the two."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_last_shards_finished_together_settle_the_job_once(
     assert _state(sessions, job_id) == (JobStatus.SUCCEEDED, 6, 1)
 
 
-def test_the_reconciler_settles_a_job_whose_finisher_died_before_the_settle(
+def test_beat_settles_a_job_whose_finisher_died_before_the_settle(
     sessions: sessionmaker[Session],
 ) -> None:
     model = new_model()
