@@ -21,11 +21,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -33,72 +30,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
 from bench._fleet_probe import Probe, backend_cpu_s
-from models.db.cell_rows import queued_cells
-from models.db.claims import claim_next_shard
-from models.db.finish import CellResult
-from models.db.finish_committed import finish_committed
+from bench._fleet_workers import Tally, run_part
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
-from models.db.session import make_engine, make_session_factory, statement_transactions
+from models.db.session import make_engine, make_session_factory
 from models.domain.spec import JobSpec
 from models.infra.settings import normalize_database_url
 from tests.pgbouncer import PgBouncer, pgbouncer
 
 BATCH = 4
-
-
-@dataclass
-class Tally:
-    """What the workers saw inside the measured window (appends are thread-safe)."""
-
-    claim_ms: list[float] = field(default_factory=list)
-    finish_ms: list[float] = field(default_factory=list)
-    tenants: Counter[uuid.UUID] = field(default_factory=Counter)
-    images: list[int] = field(default_factory=list)
-    empty: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def merge(self, other: Tally) -> None:
-        self.claim_ms += other.claim_ms
-        self.finish_ms += other.finish_ms
-        self.tenants.update(other.tenants)
-        self.images += other.images
-        self.empty += other.empty
-        self.errors += other.errors
-
-
-def _part(
-    url: str,
-    ids: list[int],
-    model: str,
-    clock: dict[str, float],
-    results: multiprocessing.Queue[tuple[Tally, float]],
-) -> None:
-    """One simulator process: a thread per worker in ``ids``, each with its own connection.
-    Reports its tally and the CPU it used inside the measured window."""
-    engine = make_engine(
-        normalize_database_url(url),
-        pool_size=len(ids),  # one connection per simulated worker, held for the run
-        max_overflow=0,
-        prepared_statements=False,  # transaction pooling
-        pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
-    )
-    sessions = make_session_factory(engine)
-    tally = Tally()
-    threads = [
-        threading.Thread(target=worker, args=(i, sessions, model, clock, tally), daemon=True)
-        for i in ids
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(max(0.0, clock["measure"] - time.monotonic()))
-    cpu = time.process_time()
-    time.sleep(max(0.0, clock["stop"] - time.monotonic()))
-    cpu = time.process_time() - cpu
-    for thread in threads:
-        thread.join(600)
-    engine.dispose()
-    results.put((tally, cpu))
 
 
 def populate(
@@ -122,49 +62,6 @@ def populate(
                 default_model=model,
                 batch_size=BATCH,
             )
-
-
-def worker(
-    i: int, sessions: sessionmaker[Session], model: str, clock: dict[str, float], tally: Tally
-) -> None:
-    period, start, measure, stop = clock["period"], clock["start"], clock["measure"], clock["stop"]
-    tick = start + period * i / clock["n"]  # staggered: the fleet's claims spread evenly
-    name = f"sim-{i}"
-    while tick < stop:
-        time.sleep(max(0.0, tick - time.monotonic()))
-        tick += period
-        try:
-            t0 = time.perf_counter()
-            with statement_transactions(sessions) as session:  # as the worker claims
-                shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
-                cells = (
-                    []
-                    if shard is None
-                    else queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
-                )
-            t1 = time.perf_counter()
-            if shard is None:
-                tally.empty.append(1)
-                continue
-            results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
-            finish_committed(  # a statement transaction: the counters are not held
-                sessions,
-                shard=shard,
-                worker=name,
-                results=results,
-                failures=[],
-                max_attempts=3,
-                backoff_s=1,
-            )
-            t2 = time.perf_counter()
-        except Exception as exc:  # reported, never hidden: the run counts as failed
-            tally.errors.append(repr(exc)[:300])
-            continue
-        if measure <= time.monotonic() < stop:  # done inside the window: what it sustained
-            tally.claim_ms.append((t1 - t0) * 1000)
-            tally.finish_ms.append((t2 - t1) * 1000)
-            tally.tenants[shard.tenant_id] += 1
-            tally.images.append(len(results))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -211,7 +108,9 @@ def run_one(
     results: multiprocessing.Queue[tuple[Tally, float]] = context.Queue()
     children = [
         context.Process(
-            target=_part, args=(url, list(range(p, n, procs)), model, clock, results), daemon=True
+            target=run_part,
+            args=(url, list(range(p, n, procs)), model, clock, results, args.finish),
+            daemon=True,
         )
         for p in range(procs)
     ]
@@ -256,6 +155,7 @@ def run_one(
         "postgres_cpu_s": round(pg_cpu, 2),
         "postgres_cores": round(pg_cpu / args.seconds, 2),
         "postgres_cpu_ms_per_image": round(pg_cpu * 1000 / images, 3) if images else None,
+        "finish": args.finish,
         "simulator_processes": procs,
         "simulator_cpu_s": round(client_cpu, 2),  # the simulated workers, inside the window
         "simulator_cores": round(client_cpu / args.seconds, 2),
@@ -290,6 +190,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # holds the job's counters until its thread gets it back to send COMMIT: a GPU
     # host is a process of its own. Several processes spread the threads over the cores.
     parser.add_argument("--procs", type=int, default=8, help="simulator processes")
+    parser.add_argument(
+        "--finish",
+        choices=["committed", "transaction"],
+        default="committed",
+        help="committed: finish_committed (its own statement transaction, then the settle);"
+        " transaction: finish_attempt in a transaction, as the GPU worker records a shard",
+    )
     parser.add_argument("--quick", action="store_true", help="N = 8, 3 s: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
