@@ -1,7 +1,7 @@
 """farm_claim_shard v3: the claimers of one job no longer queue on its row (bench/fleet.py)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from migrations.replaceable import SqlFunction, replace
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
