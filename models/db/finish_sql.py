@@ -42,8 +42,8 @@ def finish_row(
     asynchronous: bool = False,
 ) -> Row[Any]:
     """One statement: the shard's cells, the shard, the job's counters after them.
-    ``asynchronous``: its transaction commits without waiting for the WAL flush (only
-    for a statement that is its own transaction)."""
+    ``asynchronous``: the transaction it runs in commits without waiting for the WAL
+    flush (models/db/finish_committed.py says why and what that risks)."""
     params = {
         "shard": shard.id,
         "job": shard.job_id,
