@@ -1,5 +1,8 @@
 """The retention thread of ``farm beat``: a sweep every ``FARM_RETENTION_SWEEP_INTERVAL_S``
-(models/service/retention.py: expire, empty deleted folders, encrypt old secrets)."""
+(models/service/retention.py: expire, empty deleted folders, encrypt old secrets), and
+before it the settle of jobs whose finisher died between its finish and the settle
+(models/db/finish_committed.py): one process, every 30 s, not every worker's reconciler,
+since it reads every open job."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.db.finish_committed import settle_complete_jobs
 from models.infra.settings import Settings
 from models.infra.storage import Storage
 from models.service.retention import RetentionSweep
@@ -21,10 +25,14 @@ class RetentionLoop:
     ) -> None:
         self.interval_s = settings.retention_sweep_interval_s
         self.sweeper = RetentionSweep(settings, sessions, storage)
+        self.sessions = sessions
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
+                with self.sessions.begin() as session:
+                    if settled := settle_complete_jobs(session):
+                        log.warning("settled %d complete job(s) left open", settled)
                 result = self.sweeper.sweep()
                 if result.expired_jobs or result.deleted_objects:
                     log.info(

@@ -19,41 +19,26 @@ each tenant's share against the fair one.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
-import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
 from bench._fleet_probe import Probe, backend_cpu_s
-from models.db.cell_rows import queued_cells
-from models.db.claims import claim_next_shard
-from models.db.finish import CellResult, finish_attempt
+from bench._fleet_workers import Tally, run_part
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
-from models.db.session import make_engine, make_session_factory, statement_transactions
+from models.db.session import make_engine, make_session_factory
 from models.domain.spec import JobSpec
 from models.infra.settings import normalize_database_url
 from tests.pgbouncer import PgBouncer, pgbouncer
 
 BATCH = 4
-
-
-@dataclass
-class Tally:
-    """What the workers saw inside the measured window (appends are thread-safe)."""
-
-    claim_ms: list[float] = field(default_factory=list)
-    finish_ms: list[float] = field(default_factory=list)
-    tenants: Counter[uuid.UUID] = field(default_factory=Counter)
-    images: list[int] = field(default_factory=list)
-    empty: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 def populate(
@@ -79,50 +64,6 @@ def populate(
             )
 
 
-def worker(
-    i: int, sessions: sessionmaker[Session], model: str, clock: dict[str, float], tally: Tally
-) -> None:
-    period, start, measure, stop = clock["period"], clock["start"], clock["measure"], clock["stop"]
-    tick = start + period * i / clock["n"]  # staggered: the fleet's claims spread evenly
-    name = f"sim-{i}"
-    while tick < stop:
-        time.sleep(max(0.0, tick - time.monotonic()))
-        tick += period
-        try:
-            t0 = time.perf_counter()
-            with statement_transactions(sessions) as session:  # as the worker claims
-                shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
-                cells = (
-                    []
-                    if shard is None
-                    else queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
-                )
-            t1 = time.perf_counter()
-            if shard is None:
-                tally.empty.append(1)
-                continue
-            results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
-            with sessions.begin() as session:
-                finish_attempt(
-                    session,
-                    shard=shard,
-                    worker=name,
-                    results=results,
-                    failures=[],
-                    max_attempts=3,
-                    backoff_s=1,
-                )
-            t2 = time.perf_counter()
-        except Exception as exc:  # reported, never hidden: the run counts as failed
-            tally.errors.append(repr(exc)[:300])
-            continue
-        if measure <= time.monotonic() < stop:  # done inside the window: what it sustained
-            tally.claim_ms.append((t1 - t0) * 1000)
-            tally.finish_ms.append((t2 - t1) * 1000)
-            tally.tenants[shard.tenant_id] += 1
-            tally.images.append(len(results))
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -144,47 +85,54 @@ def run_one(
     direct = make_session_factory(make_engine(normalize_database_url(pg_url)))
     t = time.perf_counter()
     populate(direct, model, scenario, cells, args.tenants)
+    # The planner's statistics as autovacuum leaves them within a minute: without them,
+    # a fresh database's estimate of one queued shard made the claim scan all of a giant
+    # job's queued shards through ix_shards_status, four times per claim (40 ms each).
+    with direct.begin() as session:
+        session.execute(text("ANALYZE shards, items, jobs, tenants"))
     populate_s = time.perf_counter() - t
-    engine = make_engine(
-        normalize_database_url(bouncer.url_for(pg_url)),
-        pool_size=n,  # one connection per simulated worker, held for the run
-        max_overflow=0,
-        prepared_statements=False,  # transaction pooling
-        pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
-    )
-    sessions = make_session_factory(engine)
     database = pg_url.rsplit("/", 1)[1]
     probe = Probe(pg_url, database, bouncer)
+    procs = max(1, min(args.procs, n))
     now = time.monotonic()
+    start = now + 0.5 + 0.2 * procs  # the processes are up before the first tick
     clock = {
         "period": args.period,
         "n": float(n),
-        "start": now + 0.5,
-        "measure": now + 0.5 + args.warmup,
-        "stop": now + 0.5 + args.warmup + args.seconds,
+        "start": start,
+        "measure": start + args.warmup,
+        "stop": start + args.warmup + args.seconds,
     }
-    tally = Tally()
-    threads = [
-        threading.Thread(target=worker, args=(i, sessions, model, clock, tally), daemon=True)
-        for i in range(n)
+    url = bouncer.url_for(pg_url)
+    context = multiprocessing.get_context("fork")  # fast start; children open their own pools
+    results: multiprocessing.Queue[tuple[Tally, float]] = context.Queue()
+    children = [
+        context.Process(
+            target=run_part,
+            args=(url, list(range(p, n, procs)), model, clock, results, args.finish),
+            daemon=True,
+        )
+        for p in range(procs)
     ]
-    for thread in threads:
-        thread.start()
+    for child in children:
+        child.start()
     time.sleep(max(0.0, clock["measure"] - time.monotonic()))
     cpu_before = backend_cpu_s(probe.pids())
-    client_before = time.process_time()
     probe.start()
     time.sleep(max(0.0, clock["stop"] - time.monotonic()))
     probe.stop()
     cpu_after = backend_cpu_s(probe.pids())
-    client_cpu = time.process_time() - client_before
     # Every worker's last cycle ends before the next run starts: a run must not
     # measure the previous run's queue (drain_s says how long that took).
     drained = time.monotonic()
-    for thread in threads:
-        thread.join(max(1.0, drained + 600 - time.monotonic()))
+    tally, client_cpu = Tally(), 0.0
+    for _ in children:
+        part, cpu = results.get(timeout=600)
+        client_cpu += cpu
+        tally.merge(part)
+    for child in children:
+        child.join(60)
     drain_s = time.monotonic() - drained
-    engine.dispose()
     direct.kw["bind"].dispose()
     pg_cpu = sum(cpu - cpu_before.get(pid, 0.0) for pid, cpu in cpu_after.items())
     images = sum(tally.images)
@@ -207,7 +155,10 @@ def run_one(
         "postgres_cpu_s": round(pg_cpu, 2),
         "postgres_cores": round(pg_cpu / args.seconds, 2),
         "postgres_cpu_ms_per_image": round(pg_cpu * 1000 / images, 3) if images else None,
-        "simulator_cpu_s": round(client_cpu, 2),
+        "finish": args.finish,
+        "simulator_processes": procs,
+        "simulator_cpu_s": round(client_cpu, 2),  # the simulated workers, inside the window
+        "simulator_cores": round(client_cpu / args.seconds, 2),
         "drain_s": round(drain_s, 1),
         **probe.summary(),
     }
@@ -235,11 +186,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # PgBouncer's server connections. The development machine's Postgres (max_connections
     # 100) is shared with other test runs: 30 here; production sizes it in docs/DEPLOY.md.
     parser.add_argument("--pool", type=int, default=30, help="PgBouncer's server connections")
+    # One process of 1,000 threads spends its time waiting for the GIL, and a finish
+    # holds the job's counters until its thread gets it back to send COMMIT: a GPU
+    # host is a process of its own. Several processes spread the threads over the cores.
+    parser.add_argument("--procs", type=int, default=8, help="simulator processes")
+    parser.add_argument(
+        "--finish",
+        choices=["committed", "transaction"],
+        default="committed",
+        help="committed: finish_committed (its own statement transaction, then the settle);"
+        " transaction: finish_attempt in a transaction, as the GPU worker records a shard",
+    )
     parser.add_argument("--quick", action="store_true", help="N = 8, 3 s: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.workers, args.seconds, args.warmup, args.period = "8", 3.0, 1.0, 0.5
-        args.tenants, args.giant_cells, args.pool = 4, 2_000, 4
+        args.tenants, args.giant_cells, args.pool, args.procs = 4, 2_000, 4, 2
     sizes = [int(n) for n in args.workers.split(",")]
     scenarios = ["backlog", "giant"] if args.scenario == "both" else [args.scenario]
     runs: list[dict[str, Any]] = []

@@ -33,8 +33,14 @@ class ClaimedShard:
     passed_over: bool = False  # LoRA affinity took another job than fair share's first
 
 
+# The claim commits without waiting for its WAL flush (set_config(..., true): this
+# transaction only; a claim is a statement transaction, statement_transactions): a
+# synchronous commit holds the job row's hint lock through the flush, and the job's
+# finishers queued behind it (bench/fleet.py). A claim lost whole to a Postgres crash
+# leaves its shard queued: it may be rendered twice, its cells are recorded once.
 _CLAIM_SQL = text(
-    "SELECT id, job_id, tenant_id, index, model, attempts, passed_over"
+    "SELECT id, job_id, tenant_id, index, model, attempts, passed_over,"
+    " set_config('synchronous_commit', 'off', true) AS async"
     " FROM farm_claim_shard(:model, :worker, :lease_s, :now, :adapters, :lookahead)"
 )
 
@@ -76,7 +82,7 @@ def claim_next_shard(
         "lookahead": lookahead,
     }
     row = session.execute(_CLAIM_SQL, params).one_or_none()
-    return None if row is None else ClaimedShard(*row)
+    return None if row is None else ClaimedShard(*row[:-1])
 
 
 def claim_next_shard_stepwise(
@@ -104,6 +110,14 @@ def claim_next_shard_stepwise(
 def lock_job(session: Session, job_id: uuid.UUID) -> None:
     """Every writer locks the job row first, then shards, then cells: no deadlocks."""
     session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
+def share_job(session: Session, job_id: uuid.UUID) -> None:
+    """The finishers' lock on the job row (farm_finish_shard v2): they share it, and it
+    excludes every writer that takes ``lock_job``; the order stays job, shards, cells."""
+    session.execute(
+        select(Job.id).where(Job.id == job_id).with_for_update(read=True, key_share=True)
+    )
 
 
 def _claim(

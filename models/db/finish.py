@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from models.db.claims import ClaimedShard, lock_job
+from models.db.claims import ClaimedShard, share_job
+from models.db.finish_sql import finish_row
 from models.db.outbox import enqueue_job_completed
 from models.db.retention import set_expiry
 from models.db.tables import Item, Job, Shard, utcnow
@@ -52,16 +53,6 @@ class ShardCompletion:
     job_status: JobStatus | None  # the job's terminal status if this attempt ended it
 
 
-_FINISH_SQL = text(
-    "SELECT recorded, failed, requeued, job_status, job_total, job_done, job_failed,"
-    " job_cancelled FROM farm_finish_shard(:shard, :job, :shard_index, :attempts, :worker,"
-    " CAST(:indexes AS integer[]), CAST(:keys AS text[]), CAST(:digests AS text[]),"
-    " CAST(:ratings AS text[]), CAST(:render_ms AS integer[]),"
-    " CAST(:failed_indexes AS integer[]), CAST(:failed_errors AS text[]),"
-    " :max_attempts, :backoff_s, :now)"
-)
-
-
 def finish_attempt(
     session: Session,
     *,
@@ -91,24 +82,15 @@ def finish_attempt(
             max_attempts=max_attempts,
             backoff_s=backoff_s,
         )
-    params = {
-        "shard": shard.id,
-        "job": shard.job_id,
-        "shard_index": shard.index,
-        "attempts": shard.attempts,
-        "worker": worker,
-        "indexes": [r.index for r in results],
-        "keys": [r.key for r in results],
-        "digests": [r.sha256 for r in results],
-        "ratings": [r.rating for r in results],
-        "render_ms": [r.render_ms for r in results],
-        "failed_indexes": [f.index for f in failures],
-        "failed_errors": [f.error for f in failures],
-        "max_attempts": max_attempts,
-        "backoff_s": backoff_s,
-        "now": utcnow(),
-    }
-    row = session.execute(_FINISH_SQL, params).one()
+    row = finish_row(
+        session,
+        shard=shard,
+        worker=worker,
+        results=results,
+        failures=failures,
+        max_attempts=max_attempts,
+        backoff_s=backoff_s,
+    )
     final = settle_job(
         session,
         job_id=shard.job_id,
@@ -132,7 +114,7 @@ def finish_attempt_stepwise(
     backoff_s: float,
 ) -> ShardCompletion:
     """``finish_attempt`` as statements from Python."""
-    lock_job(session, shard.job_id)
+    share_job(session, shard.job_id)  # the counters' UPDATE, last, serialises finishers
     now = utcnow()
     recorded = _record_results(session, job_id=shard.job_id, results=results, now=now)
     render_ms = sum(r.render_ms for r in results)

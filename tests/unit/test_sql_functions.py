@@ -47,8 +47,14 @@ PINNED = {
     SqlFunction("farm_claim_shard", 3): (
         "de90e49aa295659d7d0efd968fc9eb9b7347c6f0aa0525c4d7afd6546ff7387e"
     ),
+    SqlFunction("farm_claim_shard", 4): (
+        "d8b5708f24647c5776673add7f80cdad359c30f44b6351f33b580d73455a6ca3"
+    ),
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
+    ),
+    SqlFunction("farm_finish_shard", 2): (
+        "8162c693e047c78e91c1d8af3b6782b619a37b8b976ea9856004fcf46128a869"
     ),
 }
 

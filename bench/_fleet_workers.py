@@ -1,0 +1,137 @@
+"""bench/fleet.py's simulated GPU workers: a process runs a thread per worker, each with
+its own connection through PgBouncer, claiming and finishing as the farm does."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db.cell_rows import queued_cells
+from models.db.claims import claim_next_shard
+from models.db.finish import CellResult, finish_attempt
+from models.db.finish_committed import finish_committed
+from models.db.session import make_engine, make_session_factory, statement_transactions
+from models.infra.settings import normalize_database_url
+
+
+@dataclass
+class Tally:
+    """What the workers saw inside the measured window (appends are thread-safe)."""
+
+    claim_ms: list[float] = field(default_factory=list)
+    finish_ms: list[float] = field(default_factory=list)
+    tenants: Counter[uuid.UUID] = field(default_factory=Counter)
+    images: list[int] = field(default_factory=list)
+    empty: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Tally) -> None:
+        self.claim_ms += other.claim_ms
+        self.finish_ms += other.finish_ms
+        self.tenants.update(other.tenants)
+        self.images += other.images
+        self.empty += other.empty
+        self.errors += other.errors
+
+
+def run_part(
+    url: str,
+    ids: list[int],
+    model: str,
+    clock: dict[str, float],
+    results: multiprocessing.Queue[tuple[Tally, float]],
+    finish: str,
+) -> None:
+    """One simulator process: a thread per worker in ``ids``, each with its own connection.
+    Reports its tally and the CPU it used inside the measured window."""
+    engine = make_engine(
+        normalize_database_url(url),
+        pool_size=len(ids),  # one connection per simulated worker, held for the run
+        max_overflow=0,
+        prepared_statements=False,  # transaction pooling
+        pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
+    )
+    sessions = make_session_factory(engine)
+    tally = Tally()
+    threads = [
+        threading.Thread(
+            target=worker, args=(i, sessions, model, clock, tally, finish), daemon=True
+        )
+        for i in ids
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, clock["measure"] - time.monotonic()))
+    cpu = time.process_time()
+    time.sleep(max(0.0, clock["stop"] - time.monotonic()))
+    cpu = time.process_time() - cpu
+    for thread in threads:
+        thread.join(600)
+    engine.dispose()
+    results.put((tally, cpu))
+
+
+def worker(
+    i: int,
+    sessions: sessionmaker[Session],
+    model: str,
+    clock: dict[str, float],
+    tally: Tally,
+    finish: str = "committed",
+) -> None:
+    period, start, measure, stop = clock["period"], clock["start"], clock["measure"], clock["stop"]
+    tick = start + period * i / clock["n"]  # staggered: the fleet's claims spread evenly
+    name = f"sim-{i}"
+    while tick < stop:
+        time.sleep(max(0.0, tick - time.monotonic()))
+        tick += period
+        try:
+            t0 = time.perf_counter()
+            with statement_transactions(sessions) as session:  # as the worker claims
+                shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
+                cells = (
+                    []
+                    if shard is None
+                    else queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+                )
+            t1 = time.perf_counter()
+            if shard is None:
+                tally.empty.append(1)
+                continue
+            results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
+            if finish == "committed":  # a statement transaction: the counters are not held
+                finish_committed(
+                    sessions,
+                    shard=shard,
+                    worker=name,
+                    results=results,
+                    failures=[],
+                    max_attempts=3,
+                    backoff_s=1,
+                )
+            else:  # the worker's way (its ledger and extras share the transaction)
+                with sessions.begin() as session:
+                    finish_attempt(
+                        session,
+                        shard=shard,
+                        worker=name,
+                        results=results,
+                        failures=[],
+                        max_attempts=3,
+                        backoff_s=1,
+                    )
+            t2 = time.perf_counter()
+        except Exception as exc:  # reported, never hidden: the run counts as failed
+            tally.errors.append(repr(exc)[:300])
+            continue
+        if measure <= time.monotonic() < stop:  # done inside the window: what it sustained
+            tally.claim_ms.append((t1 - t0) * 1000)
+            tally.finish_ms.append((t2 - t1) * 1000)
+            tally.tenants[shard.tenant_id] += 1
+            tally.images.append(len(results))
