@@ -13,18 +13,11 @@ import json
 from math import prod
 from typing import Any
 
-# The setting axes as cell fields, outermost first (several wildcard axes share one
-# field, ``wildcard_values``: together they are one axis of combinations).
-VARIANT_FIELDS = (
-    "prompt_replace",
-    "wildcard_values",
-    "style",
-    "lora_sets",
-    "sampler",
-    "steps",
-    "guidance_scale",
-    "quality_tier",
-)
+from models.domain.spec import SETTING_AXES
+
+# The setting axes as cell fields, outermost first (AXIS_ORDER after seeds; several
+# wildcard axes share one field, ``wildcard_values``: together one axis of combinations).
+VARIANT_FIELDS = ("prompt_replace", "wildcard_values", *SETTING_AXES)
 LABELS = {"lora_sets": "LoRA set", "guidance_scale": "CFG", "prompt_replace": "Prompt S/R"}
 
 

@@ -17,19 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.services import ROOT, FarmProcess, free_port, wait_http_ok
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make browser` installs it)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = os.environ.get("FARM_TEST_SCREENSHOTS")  # a folder: save what the test saw
 
 
@@ -75,14 +66,6 @@ def web(
         yield f"http://127.0.0.1:{port}", key
     finally:
         api.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _shot(page: Page, name: str) -> None:

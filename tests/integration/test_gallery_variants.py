@@ -3,26 +3,16 @@ picked with a select each, and a LoRA set reads as name:weight in the viewer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.test_variant_axes import LORA_GRID, cells_of
 from worker.gallery import build_gallery
 from worker.variant_axes import variant_axes
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _manifest() -> dict[str, Any]:

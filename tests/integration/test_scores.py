@@ -9,14 +9,13 @@ import base64
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +33,6 @@ from models.infra.storage import (
     make_storage,
 )
 from tests.business import Tenant, render_all, tenant_app
-from tests.integration.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.tiny_scorer import brightness
 from worker.best_of import best_sheet
 from worker.contact_sheet import scale_to_height
@@ -46,14 +44,6 @@ BUCKETS = ["1024x1024", "832x1216"]
 SEEDS = [0, 1, 2, 3, 4]
 LABELS = "bright>0.52, mid>0.51, dark"
 K = 4
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _image(bucket: str, seed: int) -> Image.Image:
