@@ -20,7 +20,11 @@ Priority and tenant are never traded for it; the worker bounds how many claims i
 may pass over fair share's job (worker/shard_runner.py).
 
 Every step is an index walk on ``ix_shards_claim`` (a loose index scan for
-the distinct tenants and jobs), so the cost does not grow with the backlog.
+the distinct tenants and jobs), so the cost does not grow with the backlog. Here the
+shards rendering now are counted (``_running``); Postgres' ``farm_claim_shard()`` reads
+the same counts from ``tenant_running`` / ``job_running``, which triggers on ``shards``
+keep (migration 0017): counting a thousand running shards per claim was most of a
+claim's cost with a thousand workers (bench/fleet.py).
 """
 
 from __future__ import annotations

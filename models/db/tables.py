@@ -224,3 +224,30 @@ class Shard(Base):
     # The LoRA set its cells share, weights aside (models.domain.loras.adapter_key; '':
     # none): the claim prefers the set a worker has active (migration 0012).
     adapters: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class TenantRunning(Base):
+    """How many shards of a tenant are rendering now, per model, split over 4 slots (the
+    shard's id mod 4): the claim ranks tenants by the sum (farm_claim_shard v5). Postgres
+    keeps it with triggers on ``shards`` (farm_count_running, migration 0017: why slots).
+    SQLite's stepwise claim counts running shards itself and leaves it empty."""
+
+    __tablename__ = "tenant_running"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class JobRunning(Base):
+    """The same per job (farm_claim_shard v5 ranks a tenant's jobs by it); a row exists
+    only while its count is above zero."""
+
+    __tablename__ = "job_running"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)

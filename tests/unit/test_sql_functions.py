@@ -50,6 +50,12 @@ PINNED = {
     SqlFunction("farm_claim_shard", 4): (
         "d8b5708f24647c5776673add7f80cdad359c30f44b6351f33b580d73455a6ca3"
     ),
+    SqlFunction("farm_claim_shard", 5): (
+        "1bcbb443e5102f85a2fd9a846426b619d2cdbb01cf813dd7f922bbbcb9818afd"
+    ),
+    SqlFunction("farm_count_running", 1): (
+        "bcc75bd97582a95fb9088a377bb385055d3938f09f2c35685a5965d3bb735a4f"
+    ),
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
     ),
@@ -59,8 +65,8 @@ PINNED = {
 }
 
 
-def test_the_migrations_name_the_claim_and_the_finish() -> None:
-    assert FUNCTIONS == ["farm_claim_shard", "farm_finish_shard"]
+def test_the_migrations_name_the_claim_the_count_and_the_finish() -> None:
+    assert FUNCTIONS == ["farm_claim_shard", "farm_count_running", "farm_finish_shard"]
 
 
 def test_every_named_version_has_its_file_and_every_file_is_named() -> None:
@@ -121,7 +127,7 @@ def test_downgrade_drops_the_functions_and_upgrade_brings_them_back(fresh_url: s
     config = alembic_config(fresh_url)
     command.downgrade(config, "0006")  # before the first function
     with engine.connect() as connection:
-        assert [_installed(connection, name) for name in FUNCTIONS] == [None, None]
+        assert [_installed(connection, name) for name in FUNCTIONS] == [None] * len(FUNCTIONS)
     command.upgrade(config, "heads")
     with engine.connect() as connection:
         assert [_installed(connection, name) for name in FUNCTIONS] == FUNCTIONS
