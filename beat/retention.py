@@ -12,6 +12,7 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.finish_committed import settle_complete_jobs
+from models.db.running_counts import sweep_idle_counts
 from models.infra.settings import Settings
 from models.infra.storage import Storage
 from models.service.retention import RetentionSweep
@@ -33,6 +34,7 @@ class RetentionLoop:
                 with self.sessions.begin() as session:
                     if settled := settle_complete_jobs(session):
                         log.warning("settled %d complete job(s) left open", settled)
+                    sweep_idle_counts(session)
                 result = self.sweeper.sweep()
                 if result.expired_jobs or result.deleted_objects:
                     log.info(

@@ -241,8 +241,8 @@ class TenantRunning(Base):
 
 
 class JobRunning(Base):
-    """The same per job (farm_claim_shard v5 ranks a tenant's jobs by it); a row exists
-    only while its count is above zero."""
+    """The same per job (farm_claim_shard v5 ranks a tenant's jobs by it); rows at zero
+    wait for ``farm beat`` (models/db/running_counts.py)."""
 
     __tablename__ = "job_running"
 

@@ -54,7 +54,7 @@ PINNED = {
         "1bcbb443e5102f85a2fd9a846426b619d2cdbb01cf813dd7f922bbbcb9818afd"
     ),
     SqlFunction("farm_count_running", 1): (
-        "bcc75bd97582a95fb9088a377bb385055d3938f09f2c35685a5965d3bb735a4f"
+        "eff25b1efc98c9c03576cd6cd6dda84e82d3bc3e2fb5d63dcb17413194bdca8b"
     ),
     SqlFunction("farm_finish_shard", 1): (
         "24e61b8497293bc91bebe8f0e9361d775879a44e219bd011bb29c172fad887a3"
