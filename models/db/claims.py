@@ -60,7 +60,10 @@ def claim_next_shard(
     (models/db/fair_share.py).
 
     On Postgres one round trip: ``farm_claim_shard()`` (models/db/sql/) runs the same
-    steps as ``claim_next_shard_stepwise``, which SQLite uses.
+    steps as ``claim_next_shard_stepwise``, which SQLite uses. It ranks by the running
+    counts committed when its statement starts: claim in a statement transaction
+    (``statement_transactions``), one shard each, as the worker does, or see
+    ``models.db.running_counts.count_at_each_statement``.
     """
     now = now or utcnow()
     if session.get_bind().dialect.name != "postgresql":

@@ -28,6 +28,7 @@ from models.db.finish import (
     finish_attempt,
     finish_attempt_stepwise,
 )
+from models.db.running_counts import count_at_each_statement
 from models.db.session import make_engine
 from models.db.tables import Item, Job, Shard, Tenant
 from models.db.webhook_tables import WebhookDelivery
@@ -60,6 +61,7 @@ def _both_ways(
 ) -> tuple[Any, Any]:
     """``play`` stepwise, then in Postgres, on the same rows; nothing is committed."""
     with Session(engine) as session:
+        count_at_each_statement(session)  # both paths rank by this transaction's claims
         job_ids = build(session, backlog)
         outcomes = []
         for in_postgres in (False, True):

@@ -19,6 +19,7 @@ from models.db.finish import (
     finish_attempt,
     finish_attempt_stepwise,
 )
+from models.db.running_counts import count_at_each_statement
 from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.status import JobStatus
 from tests.unit.test_shard_store import make_job, new_model
@@ -33,6 +34,7 @@ def _claim_order(
     start = utcnow()
     order: list[tuple[int, int, str, int]] = []
     with sessions() as session:
+        count_at_each_statement(session)  # the claims rank by this transaction's claims
         for i in range(200):
             now = start + timedelta(seconds=i)
             shard = claim(session, model=model, worker=f"w{i % 3}", lease_s=60, now=now)
