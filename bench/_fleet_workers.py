@@ -6,38 +6,17 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench._fleet_lean import lean_worker
+from bench._fleet_tally import Tally
 from models.db.cell_rows import queued_cells
 from models.db.claims import claim_next_shard
 from models.db.finish import CellResult, finish_attempt
 from models.db.finish_committed import finish_committed
 from models.db.session import make_engine, make_session_factory, statement_transactions
 from models.infra.settings import normalize_database_url
-
-
-@dataclass
-class Tally:
-    """What the workers saw inside the measured window (appends are thread-safe)."""
-
-    claim_ms: list[float] = field(default_factory=list)
-    finish_ms: list[float] = field(default_factory=list)
-    tenants: Counter[uuid.UUID] = field(default_factory=Counter)
-    images: list[int] = field(default_factory=list)
-    empty: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def merge(self, other: Tally) -> None:
-        self.claim_ms += other.claim_ms
-        self.finish_ms += other.finish_ms
-        self.tenants.update(other.tenants)
-        self.images += other.images
-        self.empty += other.empty
-        self.errors += other.errors
 
 
 def run_part(
@@ -47,13 +26,18 @@ def run_part(
     clock: dict[str, float],
     results: multiprocessing.Queue[tuple[Tally, float]],
     finish: str,
+    client: str = "farm",
 ) -> None:
     """One simulator process: a thread per worker in ``ids``, each with its own connection.
-    Reports its tally and the CPU it used inside the measured window."""
+    Reports its tally and the CPU it used inside the measured window. ``client``: "farm"
+    (the farm's functions, Session and all) or "lean" (bench/_fleet_lean.py)."""
+    lean = client == "lean"
     engine = make_engine(
         normalize_database_url(url),
-        pool_size=len(ids),  # one connection per simulated worker, held for the run
-        max_overflow=0,
+        # One connection per simulated worker, held for the run; the lean client has its
+        # own and uses these for the settle of a completed job only.
+        pool_size=2 if lean else len(ids),
+        max_overflow=2 if lean else 0,
         prepared_statements=False,  # transaction pooling
         pre_ping=False,  # as the worker: farm.engine_kwargs("worker")
     )
@@ -61,7 +45,11 @@ def run_part(
     tally = Tally()
     threads = [
         threading.Thread(
-            target=worker, args=(i, sessions, model, clock, tally, finish), daemon=True
+            target=lean_worker if lean else worker,
+            args=(i, url, sessions, model, clock, tally)
+            if lean
+            else (i, sessions, model, clock, tally, finish),
+            daemon=True,
         )
         for i in ids
     ]

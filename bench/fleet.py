@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
 from bench._fleet_probe import Probe, backend_cpu_s
-from bench._fleet_workers import Tally, run_part
+from bench._fleet_tally import Tally
+from bench._fleet_workers import run_part
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
 from models.db.session import make_engine, make_session_factory
@@ -109,7 +110,7 @@ def run_one(
     children = [
         context.Process(
             target=run_part,
-            args=(url, list(range(p, n, procs)), model, clock, results, args.finish),
+            args=(url, list(range(p, n, procs)), model, clock, results, args.finish, args.client),
             daemon=True,
         )
         for p in range(procs)
@@ -156,6 +157,7 @@ def run_one(
         "postgres_cores": round(pg_cpu / args.seconds, 2),
         "postgres_cpu_ms_per_image": round(pg_cpu * 1000 / images, 3) if images else None,
         "finish": args.finish,
+        "client": args.client,
         "simulator_processes": procs,
         "simulator_cpu_s": round(client_cpu, 2),  # the simulated workers, inside the window
         "simulator_cores": round(client_cpu / args.seconds, 2),
@@ -196,6 +198,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="committed",
         help="committed: finish_committed (its own statement transaction, then the settle);"
         " transaction: finish_attempt in a transaction, as the GPU worker records a shard",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["farm", "lean"],
+        default="farm",
+        help="farm: the farm's claim and finish functions (SQLAlchemy Session); lean: the"
+        " same statements on a plain psycopg connection per worker (bench/_fleet_lean.py),"
+        " so that the load generator leaves Postgres its cores",
     )
     parser.add_argument("--quick", action="store_true", help="N = 8, 3 s: a smoke run")
     args = parser.parse_args(argv)

@@ -88,7 +88,7 @@ CELL_COLUMNS: Final = [getattr(Item, name) for name in CELL_FIELDS]
 
 # Built once: building it per call (a column list of every cell field) was a third of the
 # CPU of a simulated worker's claim-render-finish cycle (bench/fleet.py).
-_QUEUED_CELLS: Final = (
+QUEUED_CELLS: Final = (
     select(*CELL_COLUMNS)
     .where(
         Item.job_id == bindparam("job_id"),
@@ -101,5 +101,5 @@ _QUEUED_CELLS: Final = (
 
 def queued_cells(session: Session, *, job_id: uuid.UUID, shard_index: int) -> list[Cell]:
     """A shard's cells that still need an image, in index order."""
-    rows = session.execute(_QUEUED_CELLS, {"job_id": job_id, "shard_index": shard_index})
+    rows = session.execute(QUEUED_CELLS, {"job_id": job_id, "shard_index": shard_index})
     return [cell_of(row._mapping) for row in rows]

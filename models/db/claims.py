@@ -38,7 +38,7 @@ class ClaimedShard:
 # synchronous commit holds the job row's hint lock through the flush, and the job's
 # finishers queued behind it (bench/fleet.py). A claim lost whole to a Postgres crash
 # leaves its shard queued: it may be rendered twice, its cells are recorded once.
-_CLAIM_SQL = text(
+CLAIM_SQL = text(
     "SELECT id, job_id, tenant_id, index, model, attempts, passed_over,"
     " set_config('synchronous_commit', 'off', true) AS async"
     " FROM farm_claim_shard(:model, :worker, :lease_s, :now, :adapters, :lookahead)"
@@ -84,7 +84,7 @@ def claim_next_shard(
         "adapters": adapters,
         "lookahead": lookahead,
     }
-    row = session.execute(_CLAIM_SQL, params).one_or_none()
+    row = session.execute(CLAIM_SQL, params).one_or_none()
     return None if row is None else ClaimedShard(*row[:-1])
 
 

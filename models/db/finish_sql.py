@@ -25,7 +25,7 @@ _COLUMNS = "recorded, failed, requeued, job_status, job_total, job_done, job_fai
 _FINISH_SQL = text(f"SELECT {_COLUMNS}{_CALL}")
 # Committed without waiting for the WAL flush (set_config(..., true) lasts until this
 # statement's transaction ends): see finish_committed for why and what it risks.
-_FINISH_ASYNC_SQL = text(
+FINISH_ASYNC_SQL = text(
     f"SELECT {_COLUMNS}, set_config('synchronous_commit', 'off', true) AS async{_CALL}"
 )
 
@@ -44,7 +44,28 @@ def finish_row(
     """One statement: the shard's cells, the shard, the job's counters after them.
     ``asynchronous``: the transaction it runs in commits without waiting for the WAL
     flush (models/db/finish_committed.py says why and what that risks)."""
-    params = {
+    params = finish_params(
+        shard=shard,
+        worker=worker,
+        results=results,
+        failures=failures,
+        max_attempts=max_attempts,
+        backoff_s=backoff_s,
+    )
+    return session.execute(FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL, params).one()
+
+
+def finish_params(
+    *,
+    shard: ClaimedShard,
+    worker: str,
+    results: list[CellResult],
+    failures: list[CellFailure],
+    max_attempts: int,
+    backoff_s: float,
+) -> dict[str, Any]:
+    """The arguments of ``farm_finish_shard()``, by name (``FINISH_ASYNC_SQL``'s)."""
+    return {
         "shard": shard.id,
         "job": shard.job_id,
         "shard_index": shard.index,
@@ -61,4 +82,3 @@ def finish_row(
         "backoff_s": backoff_s,
         "now": utcnow(),
     }
-    return session.execute(_FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL, params).one()

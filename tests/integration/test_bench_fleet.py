@@ -12,10 +12,12 @@ from bench import fleet
 pytestmark = pytest.mark.slow
 
 
-def test_fleet_quick(capsys: pytest.CaptureFixture[str]) -> None:
-    result = fleet.main(["--quick"])
+@pytest.mark.parametrize("client", ["farm", "lean"])
+def test_fleet_quick(client: str, capsys: pytest.CaptureFixture[str]) -> None:
+    result = fleet.main(["--quick", "--client", client])
     runs = {r["scenario"]: r for r in result["runs"]}
     assert set(runs) == {"backlog", "giant"}
+    assert {r["client"] for r in runs.values()} == {client}
     for run in runs.values():
         assert run["errors"] == 0, run["first_errors"]
         assert run["images_per_s"] == pytest.approx(4 * run["claims_per_s"], rel=0.01)
