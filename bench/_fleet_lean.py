@@ -14,7 +14,6 @@ transactions, in the same order; the settle of a completed job goes through the 
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -23,14 +22,14 @@ from sqlalchemy import ClauseElement
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench._fleet_tally import Tally
+from bench._fleet_cycle import Tally, simulate
 from models.db.cell_rows import QUEUED_CELLS, cell_of
 from models.db.claims import CLAIM_SQL, ClaimedShard
 from models.db.finish import CellResult
 from models.db.finish_committed import settle_if_complete
 from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
 from models.db.tables import utcnow
-from models.domain.cells import CELL_FIELDS
+from models.domain.cells import CELL_FIELDS, Cell
 from models.domain.status import JobStatus, final_job_status
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
@@ -57,34 +56,18 @@ def lean_worker(
     clock: dict[str, float],
     tally: Tally,
 ) -> None:
-    """One simulated GPU worker on its own connection (bench/_fleet_workers.worker's
-    schedule and tally)."""
-    period, start, measure, stop = clock["period"], clock["start"], clock["measure"], clock["stop"]
-    tick = start + period * i / clock["n"]
+    """A simulated worker on its own plain connection (the module docstring)."""
     name = f"sim-{i}"
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
-        while tick < stop:
-            time.sleep(max(0.0, tick - time.monotonic()))
-            tick += period
-            try:
-                t0 = time.perf_counter()
-                shard = _claim(connection, model, name)
-                cells = [] if shard is None else _cells(connection, shard)
-                t1 = time.perf_counter()
-                if shard is None:
-                    tally.empty.append(1)
-                    continue
-                results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
-                _finish(connection, sessions, shard, name, results)
-                t2 = time.perf_counter()
-            except Exception as exc:  # reported, never hidden: the run counts as failed
-                tally.errors.append(repr(exc)[:300])
-                continue
-            if measure <= time.monotonic() < stop:
-                tally.claim_ms.append((t1 - t0) * 1000)
-                tally.finish_ms.append((t2 - t1) * 1000)
-                tally.tenants[shard.tenant_id] += 1
-                tally.images.append(len(results))
+
+        def claim() -> tuple[ClaimedShard | None, list[Cell]]:
+            shard = _claim(connection, model, name)
+            return (None, []) if shard is None else (shard, _cells(connection, shard))
+
+        def record(shard: ClaimedShard, results: list[CellResult]) -> None:
+            _finish(connection, sessions, shard, name, results)
+
+        simulate(i, clock, tally, claim, record)
 
 
 def _claim(connection: psycopg.Connection[Any], model: str, name: str) -> ClaimedShard | None:
@@ -100,7 +83,7 @@ def _claim(connection: psycopg.Connection[Any], model: str, name: str) -> Claime
     return None if row is None else ClaimedShard(*row[:-1])
 
 
-def _cells(connection: psycopg.Connection[Any], shard: ClaimedShard) -> list[Any]:
+def _cells(connection: psycopg.Connection[Any], shard: ClaimedShard) -> list[Cell]:
     params = {**_CELLS_BOUND, "job_id": shard.job_id, "shard_index": shard.index}
     rows = connection.execute(_CELLS, params).fetchall()
     return [cell_of(dict(zip(CELL_FIELDS, row, strict=True))) for row in rows]

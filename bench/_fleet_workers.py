@@ -9,13 +9,14 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench._fleet_cycle import Tally, simulate
 from bench._fleet_lean import lean_worker
-from bench._fleet_tally import Tally
 from models.db.cell_rows import queued_cells
-from models.db.claims import claim_next_shard
+from models.db.claims import ClaimedShard, claim_next_shard
 from models.db.finish import CellResult, finish_attempt
 from models.db.finish_committed import finish_committed
 from models.db.session import make_engine, make_session_factory, statement_transactions
+from models.domain.cells import Cell
 from models.infra.settings import normalize_database_url
 
 
@@ -73,29 +74,31 @@ def worker(
     tally: Tally,
     finish: str = "committed",
 ) -> None:
-    period, start, measure, stop = clock["period"], clock["start"], clock["measure"], clock["stop"]
-    tick = start + period * i / clock["n"]  # staggered: the fleet's claims spread evenly
+    """A simulated worker through the farm's own functions (Session and all)."""
     name = f"sim-{i}"
-    while tick < stop:
-        time.sleep(max(0.0, tick - time.monotonic()))
-        tick += period
-        try:
-            t0 = time.perf_counter()
-            with statement_transactions(sessions) as session:  # as the worker claims
-                shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
-                cells = (
-                    []
-                    if shard is None
-                    else queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
-                )
-            t1 = time.perf_counter()
+
+    def claim() -> tuple[ClaimedShard | None, list[Cell]]:
+        with statement_transactions(sessions) as session:  # as the worker claims
+            shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
             if shard is None:
-                tally.empty.append(1)
-                continue
-            results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
-            if finish == "committed":  # a statement transaction: the counters are not held
-                finish_committed(
-                    sessions,
+                return None, []
+            return shard, queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+
+    def record(shard: ClaimedShard, results: list[CellResult]) -> None:
+        if finish == "committed":  # a statement transaction: the counters are not held
+            finish_committed(
+                sessions,
+                shard=shard,
+                worker=name,
+                results=results,
+                failures=[],
+                max_attempts=3,
+                backoff_s=1,
+            )
+        else:  # the worker's way (its ledger and extras share the transaction)
+            with sessions.begin() as session:
+                finish_attempt(
+                    session,
                     shard=shard,
                     worker=name,
                     results=results,
@@ -103,23 +106,5 @@ def worker(
                     max_attempts=3,
                     backoff_s=1,
                 )
-            else:  # the worker's way (its ledger and extras share the transaction)
-                with sessions.begin() as session:
-                    finish_attempt(
-                        session,
-                        shard=shard,
-                        worker=name,
-                        results=results,
-                        failures=[],
-                        max_attempts=3,
-                        backoff_s=1,
-                    )
-            t2 = time.perf_counter()
-        except Exception as exc:  # reported, never hidden: the run counts as failed
-            tally.errors.append(repr(exc)[:300])
-            continue
-        if measure <= time.monotonic() < stop:  # done inside the window: what it sustained
-            tally.claim_ms.append((t1 - t0) * 1000)
-            tally.finish_ms.append((t2 - t1) * 1000)
-            tally.tenants[shard.tenant_id] += 1
-            tally.images.append(len(results))
+
+    simulate(i, clock, tally, claim, record)

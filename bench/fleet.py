@@ -29,8 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._common import emit, migrated_postgres
+from bench._fleet_cycle import Tally
 from bench._fleet_probe import Probe, backend_cpu_s
-from bench._fleet_tally import Tally
 from bench._fleet_workers import run_part
 from models.db.jobs import NewJob, create_jobs
 from models.db.keys import ensure_tenant
