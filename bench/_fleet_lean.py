@@ -9,12 +9,11 @@ the farm's Session a claim-render-finish cycle costs the client ~2.5 ms of CPU, 
 core at 370 claims/s, which in production runs on the GPU hosts, not beside Postgres.
 What reaches Postgres and PgBouncer is the same: the same statements, in the same
 transactions, in the same order; the settle of a completed job goes through the farm's
-``settle_if_complete`` as ``finish_committed`` does.
+``settle_after_finish`` as ``finish_committed`` does.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
@@ -26,11 +25,10 @@ from bench._fleet_cycle import Tally, simulate
 from models.db.cell_rows import QUEUED_CELLS, cell_of
 from models.db.claims import CLAIM_SQL, ClaimedShard
 from models.db.finish import CellResult
-from models.db.finish_committed import settle_if_complete
+from models.db.finish_committed import settle_after_finish
 from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
 from models.db.tables import utcnow
 from models.domain.cells import CELL_FIELDS, Cell
-from models.domain.status import JobStatus, final_job_status
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
 
@@ -44,8 +42,6 @@ def _compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
 _CLAIM, _ = _compiled(CLAIM_SQL)
 _CELLS, _CELLS_BOUND = _compiled(QUEUED_CELLS)
 _FINISH, _ = _compiled(FINISH_ASYNC_SQL)
-
-_OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def lean_worker(
@@ -101,8 +97,4 @@ def _finish(
     )
     row = connection.execute(_FINISH, params).fetchone()
     assert row is not None
-    status, total, done, failed, cancelled = row[3:8]
-    counted = final_job_status(total=total, done=done, failed=failed, cancelled=cancelled)
-    if status in _OPEN and counted is not None:  # as finish_committed settles it
-        with sessions.begin() as session:
-            settle_if_complete(session, job_id=uuid.UUID(str(shard.job_id)))
+    settle_after_finish(sessions, job_id=shard.job_id, row=row)  # as finish_committed does

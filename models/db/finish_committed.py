@@ -22,6 +22,8 @@ and an open status: ``farm beat`` settles it (``settle_complete_jobs``, beat/ret
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +36,7 @@ from models.db.finish import (
     finish_attempt,
     settle_job,
 )
-from models.db.finish_sql import finish_row
+from models.db.finish_sql import JOB_COLUMNS, finish_row
 from models.db.session import statement_transactions
 from models.db.tables import Job
 from models.domain.status import JobStatus, final_job_status
@@ -73,15 +75,22 @@ def finish_committed(
             backoff_s=backoff_s,
             asynchronous=True,
         )
-    final = None
-    open_job = row.job_status in (JobStatus.QUEUED, JobStatus.RUNNING)
-    counted = final_job_status(
-        total=row.job_total, done=row.job_done, failed=row.job_failed, cancelled=row.job_cancelled
-    )
-    if open_job and counted is not None:
-        with sessions.begin() as session:
-            final = settle_if_complete(session, job_id=shard.job_id)
+    final = settle_after_finish(sessions, job_id=shard.job_id, row=row)
     return ShardCompletion(row.recorded, row.failed, row.requeued, final)
+
+
+def settle_after_finish(
+    sessions: sessionmaker[Session], *, job_id: uuid.UUID, row: Sequence[Any]
+) -> JobStatus | None:
+    """The settle's own transaction, if ``farm_finish_shard()``'s ``row`` shows an open
+    job whose every cell is counted (module docstring); None otherwise."""
+    status, total, done, failed, cancelled = row[JOB_COLUMNS]
+    open_job = status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    counted = final_job_status(total=total, done=done, failed=failed, cancelled=cancelled)
+    if not open_job or counted is None:
+        return None
+    with sessions.begin() as session:
+        return settle_if_complete(session, job_id=job_id)
 
 
 def settle_if_complete(session: Session, *, job_id: uuid.UUID) -> JobStatus | None:

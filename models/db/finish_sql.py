@@ -22,6 +22,7 @@ _CALL = (
     " :max_attempts, :backoff_s, :now)"
 )
 _COLUMNS = "recorded, failed, requeued, job_status, job_total, job_done, job_failed, job_cancelled"
+JOB_COLUMNS = slice(3, 8)  # the job's status and counters in a result row
 _FINISH_SQL = text(f"SELECT {_COLUMNS}{_CALL}")
 # Committed without waiting for the WAL flush (set_config(..., true) lasts until this
 # statement's transaction ends): see finish_committed for why and what it risks.
