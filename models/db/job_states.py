@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models.db.outbox import enqueue_job_completed
 from models.db.retention import set_expiry
+from models.db.running_counts import lock_counts_in_order
 from models.db.tables import Item, Job, Shard, utcnow
 from models.domain.status import TERMINAL_JOB_STATUSES, CellStatus, JobStatus, ShardStatus
 
@@ -33,6 +34,7 @@ def cancel_job(session: Session, *, job: Job) -> bool:
         .where(Shard.job_id == job.id, Shard.status.in_(_WAITING_OR_RUNNING))
         .values(status=ShardStatus.CANCELLED, updated_at=now)
     )
+    lock_counts_in_order(session, tenant_ids=[job.tenant_id], job_ids=[job.id])
     cancelled = session.execute(
         update(Item)
         .where(Item.job_id == job.id, Item.status == CellStatus.QUEUED)

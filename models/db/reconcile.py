@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import case, exists, func, select, text, update
 from sqlalchemy.orm import Session
 
+from models.db.running_counts import lock_counts_in_order
 from models.db.tables import Job, Shard
 from models.domain.status import ShardStatus
 
@@ -24,7 +25,7 @@ def release_expired_leases(session: Session, *, now: datetime) -> int:
     were never recorded)."""
     paused = exists().where(Job.id == Shard.job_id, Job.paused_at.is_not(None))
     expired = list(
-        session.scalars(
+        session.execute(
             update(Shard)
             .where(Shard.status == ShardStatus.RUNNING, Shard.lease_until < now)
             .values(
@@ -35,11 +36,15 @@ def release_expired_leases(session: Session, *, now: datetime) -> int:
                 available_at=None,
                 updated_at=now,
             )
-            .returning(Shard.id)
+            .returning(Shard.id, Shard.tenant_id, Shard.job_id)
         )
     )
     if expired:
-        log.warning("released %d shard(s) whose worker stopped: %s", len(expired), expired)
+        lock_counts_in_order(
+            session, tenant_ids=[e.tenant_id for e in expired], job_ids=[e.job_id for e in expired]
+        )
+        ids = [e.id for e in expired]
+        log.warning("released %d shard(s) whose worker stopped: %s", len(ids), ids)
     return len(expired)
 
 
