@@ -14,8 +14,8 @@ from enum import StrEnum
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.cell_rows import queued_cells
-from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.claim_cells import claim_with_cells
+from models.db.claims import ClaimedShard
 from models.db.finish import CellFailure
 from models.db.session import retry_on_disconnect, statement_transactions
 from models.domain.cells import Cell
@@ -109,10 +109,10 @@ class ShardRunner:
         if self._passed_over.get(model, 0) >= lookahead:
             prefer = None  # fair share's job, this time
 
-        def claim() -> tuple[ClaimedShard | None, list[Cell]]:
-            # The claim commits as it ends; its cells are read after: the shard is ours.
+        def claim() -> tuple[ClaimedShard, list[Cell]] | None:
+            # The claim commits as it ends, its cells read in the same round trip.
             with statement_transactions(self.sessions) as session:
-                shard = claim_next_shard(
+                return claim_with_cells(
                     session,
                     model=model,
                     worker=self.worker_id,
@@ -120,13 +120,11 @@ class ShardRunner:
                     adapters=prefer,
                     lookahead=lookahead,
                 )
-                if shard is None:
-                    return None, []
-                return shard, queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
 
-        shard, cells = retry_on_disconnect(claim)
-        if shard is None:
+        claimed = retry_on_disconnect(claim)
+        if claimed is None:
             return Outcome.NOTHING
+        shard, cells = claimed
         self._passed_over[model] = self._passed_over.get(model, 0) + 1 if shard.passed_over else 0
         self._hold(shard)
         indices = [c.index for c in cells]

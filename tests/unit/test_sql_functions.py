@@ -38,6 +38,9 @@ FUNCTIONS = sorted({f.name for f in _named_by_migrations()})
 # A version is immutable once a migration has installed it: databases that ran the
 # migration keep the old text. A new version adds its line here (sha256 of the file).
 PINNED = {
+    SqlFunction("farm_claim_cells", 1): (
+        "77dd7574f14e61f0a683d15e9c2f3ddeab5b0ec96ab2dbf27b25594fb072d9b9"
+    ),
     SqlFunction("farm_claim_shard", 1): (
         "3c736be7a24e24a3e78f514b4299674f62875994981b0770ddeb0044bc5f1932"
     ),
@@ -65,8 +68,13 @@ PINNED = {
 }
 
 
-def test_the_migrations_name_the_claim_the_count_and_the_finish() -> None:
-    assert FUNCTIONS == ["farm_claim_shard", "farm_count_running", "farm_finish_shard"]
+def test_the_migrations_name_the_claims_the_count_and_the_finish() -> None:
+    assert FUNCTIONS == [
+        "farm_claim_cells",
+        "farm_claim_shard",
+        "farm_count_running",
+        "farm_finish_shard",
+    ]
 
 
 def test_every_named_version_has_its_file_and_every_file_is_named() -> None:
@@ -104,10 +112,11 @@ def test_a_migrated_database_runs_the_newest_version(pg_url: str, name: str) -> 
     with engine.connect() as connection:
         schema = str(connection.execute(text("SELECT current_schema()")).scalar_one())
         live = _definition(connection, name, schema)
-        # The file, created in a scratch schema: Postgres prints both the same way.
+        # The file, created in a scratch schema: Postgres prints both the same way. The
+        # farm's schema stays on the path for the tables' row types a result may name.
         scratch = f"scratch_{uuid.uuid4().hex[:8]}"
         connection.execute(text(f"CREATE SCHEMA {scratch}"))
-        connection.execute(text(f"SET LOCAL search_path TO {scratch}"))
+        connection.execute(text(f"SET LOCAL search_path TO {scratch}, {schema}"))
         connection.execute(text(newest(name).sql()))
         from_file = _definition(connection, name, scratch)
         connection.rollback()
