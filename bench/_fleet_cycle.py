@@ -14,7 +14,7 @@ from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
 from models.domain.cells import Cell
 
-Claim = Callable[[], tuple[ClaimedShard | None, list[Cell]]]
+Claim = Callable[[], tuple[ClaimedShard, list[Cell]] | None]
 Finish = Callable[[ClaimedShard, list[CellResult]], None]
 
 
@@ -48,11 +48,12 @@ def simulate(i: int, clock: dict[str, float], tally: Tally, claim: Claim, finish
         tick += period
         try:
             t0 = time.perf_counter()
-            shard, cells = claim()
+            claimed = claim()
             t1 = time.perf_counter()
-            if shard is None:
+            if claimed is None:
                 tally.empty.append(1)
                 continue
+            shard, cells = claimed
             results = [CellResult(c.index, f"sim/{c.index}", "0" * 64, None, 0) for c in cells]
             finish(shard, results)
             t2 = time.perf_counter()

@@ -1,5 +1,5 @@
-"""bench/fleet.py's lean client (``--client lean``): the farm's own claim, cells and
-finish statements (``CLAIM_SQL``, ``QUEUED_CELLS``, ``FINISH_ASYNC_SQL``, compiled from
+"""bench/fleet.py's lean client (``--client lean``): the farm's own claim and finish
+statements (``CLAIM_CELLS_SQL``, ``FINISH_ASYNC_SQL``, compiled from
 the farm's modules, never copied) sent on one plain psycopg connection per simulated
 worker, in autocommit as ``statement_transactions`` sends them, without SQLAlchemy's
 Session and Result around each one.
@@ -22,26 +22,25 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench._fleet_cycle import Tally, simulate
-from models.db.cell_rows import QUEUED_CELLS, cell_of
-from models.db.claims import CLAIM_SQL, ClaimedShard
+from models.db.claim_cells import CLAIM_CELLS_SQL, claimed_from_rows
+from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
 from models.db.finish_committed import settle_after_finish
 from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
 from models.db.tables import utcnow
-from models.domain.cells import CELL_FIELDS, Cell
+from models.domain.cells import Cell
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
 
 
-def _compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+def compiled_statement(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     """The statement as psycopg takes it, and the values it binds itself."""
     compiled = statement.compile(dialect=_DIALECT)
     return str(compiled), dict(compiled.params)
 
 
-_CLAIM, _ = _compiled(CLAIM_SQL)
-_CELLS, _CELLS_BOUND = _compiled(QUEUED_CELLS)
-_FINISH, _ = _compiled(FINISH_ASYNC_SQL)
+_CLAIM, _ = compiled_statement(CLAIM_CELLS_SQL)
+_FINISH, _ = compiled_statement(FINISH_ASYNC_SQL)
 
 
 def lean_worker(
@@ -56,9 +55,8 @@ def lean_worker(
     name = f"sim-{i}"
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
 
-        def claim() -> tuple[ClaimedShard | None, list[Cell]]:
-            shard = _claim(connection, model, name)
-            return (None, []) if shard is None else (shard, _cells(connection, shard))
+        def claim() -> tuple[ClaimedShard, list[Cell]] | None:
+            return _claim(connection, model, name)
 
         def record(shard: ClaimedShard, results: list[CellResult]) -> None:
             _finish(connection, sessions, shard, name, results)
@@ -66,7 +64,9 @@ def lean_worker(
         simulate(i, clock, tally, claim, record)
 
 
-def _claim(connection: psycopg.Connection[Any], model: str, name: str) -> ClaimedShard | None:
+def _claim(
+    connection: psycopg.Connection[Any], model: str, name: str
+) -> tuple[ClaimedShard, list[Cell]] | None:
     params = {
         "model": model,
         "worker": name,
@@ -75,14 +75,7 @@ def _claim(connection: psycopg.Connection[Any], model: str, name: str) -> Claime
         "adapters": None,
         "lookahead": 0,
     }
-    row = connection.execute(_CLAIM, params).fetchone()
-    return None if row is None else ClaimedShard(*row[:-1])
-
-
-def _cells(connection: psycopg.Connection[Any], shard: ClaimedShard) -> list[Cell]:
-    params = {**_CELLS_BOUND, "job_id": shard.job_id, "shard_index": shard.index}
-    rows = connection.execute(_CELLS, params).fetchall()
-    return [cell_of(dict(zip(CELL_FIELDS, row, strict=True))) for row in rows]
+    return claimed_from_rows(connection.execute(_CLAIM, params).fetchall())
 
 
 def _finish(

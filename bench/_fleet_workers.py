@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench._fleet_cycle import Tally, simulate
 from bench._fleet_lean import lean_worker
-from models.db.cell_rows import queued_cells
-from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.claim_cells import claim_with_cells
+from models.db.claims import ClaimedShard
 from models.db.finish import CellResult, finish_attempt
 from models.db.finish_committed import finish_committed
 from models.db.session import make_engine, make_session_factory, statement_transactions
@@ -77,12 +77,9 @@ def worker(
     """A simulated worker through the farm's own functions (Session and all)."""
     name = f"sim-{i}"
 
-    def claim() -> tuple[ClaimedShard | None, list[Cell]]:
+    def claim() -> tuple[ClaimedShard, list[Cell]] | None:
         with statement_transactions(sessions) as session:  # as the worker claims
-            shard = claim_next_shard(session, model=model, worker=name, lease_s=600)
-            if shard is None:
-                return None, []
-            return shard, queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
+            return claim_with_cells(session, model=model, worker=name, lease_s=600)
 
     def record(shard: ClaimedShard, results: list[CellResult]) -> None:
         if finish == "committed":  # a statement transaction: the counters are not held

@@ -3,8 +3,8 @@
 Each simulated worker is a thread with a connection of its own through a real PgBouncer
 in transaction mode (tests/pgbouncer.py; its pool is the only way to Postgres). Every
 ``--period`` seconds (2.7 s: a 4-cell shard on an H100 at 1.5 images/s) it claims a
-shard with the farm's claim (models/db/claims.py, reading the shard's cells as the
-worker does), renders it in zero time and finishes it (models/db/finish.py); no
+shard with the farm's claim, its cells in the same round trip, as the worker does
+(models/db/claim_cells.py), renders it in zero time and finishes it (models/db/finish.py); no
 images, no storage, no broker. Two scenarios: ``backlog`` (many tenants, many jobs)
 and ``giant`` (one 100,000-cell job). Reported per N: claims/s against the target,
 p50/p99 claim and finish latency, lock waits, PgBouncer's server connections and
