@@ -77,6 +77,7 @@ class S3Storage:
         import boto3.session
         from botocore.config import Config
 
+        from models.infra.boto_models import botocore_session
         from models.infra.s3_put import SignedPut
 
         self.bucket = bucket
@@ -86,6 +87,7 @@ class S3Storage:
         session = boto3.session.Session(
             aws_access_key_id=access_key_id or None,
             aws_secret_access_key=secret_access_key if access_key_id else None,
+            botocore_session=botocore_session(),
         )
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self._session, self._endpoint_url = session, endpoint_url

@@ -1,5 +1,6 @@
 """bench/fleet.py in its quick mode: the simulated fleet claims and finishes through a
-real PgBouncer, and the report has every number docs/PERFORMANCE.md quotes."""
+real PgBouncer, and the report has every number docs/PERFORMANCE.md quotes; and
+bench/claim_cost.py on a small queue."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from bench import fleet
+from bench import claim_cost, fleet
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +34,16 @@ def test_fleet_quick(client: str, capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("fleet: ")
     assert json.loads(lines[-2])["bench"] == "fleet"
+
+
+def test_claim_cost(capsys: pytest.CaptureFixture[str]) -> None:
+    result = claim_cost.main(["--running", "20", "--blocks", "1", "--cycles", "30"])
+    for ways in result["scenarios"].values():
+        assert set(ways) == {"two-statements", "claim-cells"}
+        for way in ways.values():
+            assert way["claim_ms_p90"] >= way["claim_ms_p50"] > 0
+            assert way["finish_ms_p90"] >= way["finish_ms_p50"] > 0
+            assert way["postgres_cpu_ms_per_cycle"] >= 0  # /proc counts in 10 ms ticks
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("claim_cost: ")
+    assert json.loads(lines[-2])["bench"] == "claim_cost"
