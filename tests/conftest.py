@@ -90,11 +90,35 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the cold compiles the selected tests need (tests/cold_compiles.py says why)."""
+    from tests.cold_compiles import BACKGROUND, PROBE_TEST, STANDARD_FIXTURE, start
+
+    want_standard = any(STANDARD_FIXTURE in getattr(i, "fixturenames", ()) for i in session.items)
+    want_probe = any(item.nodeid == PROBE_TEST for item in session.items)
+    if want_standard or want_probe:
+        background = start(want_standard=want_standard, want_probe=want_probe)
+        session.config.stash[BACKGROUND] = background
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.cold_compiles import BACKGROUND
+
+    background = session.config.stash.get(BACKGROUND, None)
+    if background is not None:
+        background.stop()
+
+
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model built once and saved; every process loads it from this folder."""
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model built once and saved; every process loads it from this folder
+    (the background compiles' folder when the session started them: the same model)."""
+    from tests.cold_compiles import BACKGROUND
     from worker.tiny_sdxl import ensure_tiny_sdxl
 
+    background = request.config.stash.get(BACKGROUND, None)
+    if background is not None:
+        return background.model_cache
     cache = tmp_path_factory.mktemp("models")
     ensure_tiny_sdxl(cache / "tiny-sdxl")
     return cache
@@ -164,11 +188,20 @@ def api(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[ApiClie
 
 @pytest.fixture(scope="session")
 def standard_tier_compiled(
-    model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, model_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> CompiledTier:
     """The tiny model's standard tier compiled once per session (a cold compile takes
-    minutes on 2 cores): the switch tests check its pixels, and the device kit's CPU
-    rehearsal compiles from its cache."""
+    minutes on 2 cores; the session started it in the background, tests/cold_compiles.py,
+    and this compiles the same graphs from its cache): the switch tests check its
+    pixels, and the device kit's CPU rehearsal compiles from its cache."""
+    from tests.cold_compiles import BACKGROUND
     from tests.tiers import compile_standard_tier
 
-    return compile_standard_tier(model_cache / "tiny-sdxl", tmp_path_factory.mktemp("inductor"))
+    background = request.config.stash.get(BACKGROUND, None)
+    if background is not None and background.has("standard"):
+        done, job = background.result("standard")
+        assert done.returncode == 0, done.stderr[-3000:]
+        cache = job.cache_dir
+    else:
+        cache = tmp_path_factory.mktemp("inductor")
+    return compile_standard_tier(model_cache / "tiny-sdxl", cache)

@@ -16,14 +16,14 @@ fp32 on the same seeds. Tolerances, from measurement (64², 2 steps, seed pairs
 Compiling costs minutes on 2 cores (70-90 s of CPU each cold, ~15 s from the cache):
 the standard tier compiles once per session (``standard_tier_compiled``), fp32 once
 in a process of its own (``tests/unit/compile_probe.py``), then again from its cache.
+Both cold compiles start in the background as the session begins
+(tests/cold_compiles.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from diffusers.models.attention_processor import (
 )
 
 from bench.gpu_kit.common import psnr
+from tests import cold_compiles
+from tests.cold_compiles import BACKGROUND, Compile
 from tests.tiers import COMPILE_TIMEOUT_S, COMPILE_WARNINGS, SEEDS, CompiledTier, load, render
 from worker.gpu_options import (
     TIER_NAMES,
@@ -50,7 +52,6 @@ from worker.gpu_options import (
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in COMPILE_WARNINGS]
 
-ROOT = Path(__file__).resolve().parents[2]
 FP32_MAX_LEVELS, FP32_MIN_PSNR = 2, 70.0
 BF16_MAX_LEVELS, BF16_MIN_PSNR = 32, 40.0
 WRONG_IMAGE_PSNR = 20.0  # another seed is below this: the tolerances above discriminate
@@ -158,29 +159,33 @@ def test_all_switches_and_compile_together(
     assert np.array_equal(render(tier.pipe), tier.pixels)
 
 
-def probe(tiny: Path, cache_dir: Path, out: Path) -> tuple[dict[str, Any], np.ndarray]:
-    """Warm up and render in a new process compiling into ``cache_dir``."""
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.unit.compile_probe", str(tiny), str(out)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def probe(
+    job: Compile, done: subprocess.CompletedProcess[str] | None = None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """``tests/unit/compile_probe.py`` in a process of its own: warm up and render,
+    compiling into the job's cache (``done``: its run, if it ran in the background)."""
+    done = done or job.run()
     assert done.returncode == 0, done.stderr[-3000:]
+    assert job.pixels is not None
     record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return record, np.load(out).astype(np.int16)
+    return record, np.load(job.pixels).astype(np.int16)
 
 
 @pytest.mark.timeout(2 * COMPILE_TIMEOUT_S)
-def test_compile_warm_up_and_a_second_process_from_the_cache(tiny: Path, tmp_path: Path) -> None:
+def test_compile_warm_up_and_a_second_process_from_the_cache(
+    request: pytest.FixtureRequest, tiny: Path, tmp_path: Path
+) -> None:
     from tests.unit.compile_probe import BUCKET
     from tests.unit.compile_probe import SEEDS as PROBE_SEEDS
 
-    cache = tmp_path / "inductor"
-    first, compiled = probe(tiny, cache, tmp_path / "first.npy")
+    # The first, cold run: started in the background as the session began, when it did.
+    background = request.config.stash.get(BACKGROUND, None)
+    if background is not None and background.has("probe"):
+        done, job = background.result("probe")
+        first, compiled = probe(job, done)
+    else:
+        job = cold_compiles.probe(tiny, tmp_path / "inductor", tmp_path / "first.npy")
+        first, compiled = probe(job)
     # The warm-up compiled the bucket (a cold cache: misses only), so the render after
     # it compiled nothing new.
     assert list(first["warmed"]) == [BUCKET]
@@ -192,7 +197,7 @@ def test_compile_warm_up_and_a_second_process_from_the_cache(tiny: Path, tmp_pat
     eager = render(load(tiny, forced()), seeds=PROBE_SEEDS, size=size)
     assert_close(compiled, eager, levels=FP32_MAX_LEVELS, min_psnr=FP32_MIN_PSNR)
 
-    second, again = probe(tiny, cache, tmp_path / "second.npy")
+    second, again = probe(cold_compiles.probe(tiny, job.cache_dir, tmp_path / "second.npy"))
     # Inductor's own counters: every graph came from the cache, none was compiled.
     assert second["inductor"].get("fxgraph_cache_hit", 0) == first["inductor"]["fxgraph_cache_miss"]
     assert second["inductor"].get("fxgraph_cache_miss", 0) == 0
