@@ -11,16 +11,15 @@ stepwise claim, then ``queued_cells``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from sqlalchemy import BigInteger, Boolean, Integer, String, TextualSelect, Uuid, text
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 from models.db.cell_rows import cell_of, queued_cells
-from models.db.claims import ClaimedShard, claim_next_shard_stepwise
-from models.db.tables import Item, utcnow
+from models.db.claims import ClaimArgs, ClaimedShard, claim_next_shard, claim_params
+from models.db.tables import Item
 from models.domain.cells import CELL_FIELDS, Cell
 
 _SHARD_COLUMNS: Final[dict[str, TypeEngine[Any]]] = {
@@ -60,41 +59,17 @@ CLAIM_CELLS_SQL: Final = _statement()
 
 
 def claim_with_cells(
-    session: Session,
-    *,
-    model: str,
-    worker: str,
-    lease_s: int,
-    now: datetime | None = None,
-    adapters: str | None = None,
-    lookahead: int = 0,
+    session: Session, **claim: Unpack[ClaimArgs]
 ) -> tuple[ClaimedShard, list[Cell]] | None:
     """Claim as ``claim_next_shard`` does and read the claimed shard's queued cells, in
     index order. Claim in a statement transaction (``statement_transactions``), as
     ``claim_next_shard`` says why; the cells are then the worker's to render."""
-    now = now or utcnow()
     if session.get_bind().dialect.name != "postgresql":
-        shard = claim_next_shard_stepwise(
-            session,
-            model=model,
-            worker=worker,
-            lease_s=lease_s,
-            now=now,
-            adapters=adapters,
-            lookahead=lookahead,
-        )
+        shard = claim_next_shard(session, **claim)  # SQLite's stepwise claim
         if shard is None:
             return None
         return shard, queued_cells(session, job_id=shard.job_id, shard_index=shard.index)
-    params = {
-        "model": model,
-        "worker": worker,
-        "lease_s": lease_s,
-        "now": now,
-        "adapters": adapters,
-        "lookahead": lookahead,
-    }
-    return claimed_from_rows(session.execute(CLAIM_CELLS_SQL, params).all())
+    return claimed_from_rows(session.execute(CLAIM_CELLS_SQL, claim_params(claim)).all())
 
 
 def claimed_from_rows(rows: Sequence[Sequence[Any]]) -> tuple[ClaimedShard, list[Cell]] | None:

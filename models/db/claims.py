@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import case, select, text, update
 from sqlalchemy.orm import Session
@@ -45,45 +46,44 @@ CLAIM_SQL = text(
 )
 
 
-def claim_next_shard(
-    session: Session,
-    *,
-    model: str,
-    worker: str,
-    lease_s: int,
-    now: datetime | None = None,
-    adapters: str | None = None,
-    lookahead: int = 0,
-) -> ClaimedShard | None:
+class ClaimArgs(TypedDict):
+    """What a claim asks for. ``adapters``: the LoRA set the worker has active,
+    preferred within ``lookahead`` (models/db/fair_share.py)."""
+
+    model: str
+    worker: str
+    lease_s: int
+    now: NotRequired[datetime | None]
+    adapters: NotRequired[str | None]
+    lookahead: NotRequired[int]
+
+
+def claim_params(claim: ClaimArgs) -> dict[str, Any]:
+    """The claim's arguments by name, defaults filled (``farm_claim_shard()``'s and the
+    stepwise claim's; ``farm_claim_cells()`` takes the same)."""
+    return {
+        "model": claim["model"],
+        "worker": claim["worker"],
+        "lease_s": claim["lease_s"],
+        "now": claim.get("now") or utcnow(),
+        "adapters": claim.get("adapters"),
+        "lookahead": claim.get("lookahead", 0),
+    }
+
+
+def claim_next_shard(session: Session, **claim: Unpack[ClaimArgs]) -> ClaimedShard | None:
     """Take the shard fair share says is next for ``model``: queued -> running, leased.
-    ``adapters``: the LoRA set the worker has active, preferred within ``lookahead``
-    (models/db/fair_share.py).
 
     On Postgres one round trip: ``farm_claim_shard()`` (models/db/sql/) runs the same
     steps as ``claim_next_shard_stepwise``, which SQLite uses. It ranks by the running
     counts committed when its statement starts: claim in a statement transaction
     (``statement_transactions``), one shard each, as the worker does, or see
-    ``models.db.running_counts.count_at_each_statement``.
+    ``models.db.running_counts.count_at_each_statement``. A worker claims with
+    ``models.db.claim_cells.claim_with_cells``: the same claim, with the shard's cells.
     """
-    now = now or utcnow()
+    params = claim_params(claim)
     if session.get_bind().dialect.name != "postgresql":
-        return claim_next_shard_stepwise(
-            session,
-            model=model,
-            worker=worker,
-            lease_s=lease_s,
-            now=now,
-            adapters=adapters,
-            lookahead=lookahead,
-        )
-    params = {
-        "model": model,
-        "worker": worker,
-        "lease_s": lease_s,
-        "now": now,
-        "adapters": adapters,
-        "lookahead": lookahead,
-    }
+        return claim_next_shard_stepwise(session, **params)
     row = session.execute(CLAIM_SQL, params).one_or_none()
     return None if row is None else ClaimedShard(*row[:-1])
 
