@@ -23,11 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench._fleet_cycle import Tally, simulate
 from models.db.claim_cells import CLAIM_CELLS_SQL, claimed_from_rows
-from models.db.claims import ClaimedShard
+from models.db.claims import ClaimedShard, claim_params
 from models.db.finish import CellResult
 from models.db.finish_committed import settle_after_finish
 from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
-from models.db.tables import utcnow
 from models.domain.cells import Cell
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
@@ -67,14 +66,7 @@ def lean_worker(
 def _claim(
     connection: psycopg.Connection[Any], model: str, name: str
 ) -> tuple[ClaimedShard, list[Cell]] | None:
-    params = {
-        "model": model,
-        "worker": name,
-        "lease_s": 600,
-        "now": utcnow(),
-        "adapters": None,
-        "lookahead": 0,
-    }
+    params = claim_params({"model": model, "worker": name, "lease_s": 600})
     return claimed_from_rows(connection.execute(_CLAIM, params).fetchall())
 
 

@@ -35,11 +35,10 @@ from bench._fleet_probe import backend_cpu_s
 from bench.fleet import populate
 from models.db.cell_rows import QUEUED_CELLS, cell_of
 from models.db.claim_cells import CLAIM_CELLS_SQL, claimed_from_rows
-from models.db.claims import CLAIM_SQL, ClaimedShard
+from models.db.claims import CLAIM_SQL, ClaimedShard, claim_params
 from models.db.finish import CellResult
 from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
 from models.db.session import make_engine, make_session_factory
-from models.db.tables import utcnow
 from models.domain.cells import CELL_FIELDS, Cell
 from models.infra.settings import normalize_database_url
 
@@ -51,14 +50,7 @@ _FINISH, _ = compiled_statement(FINISH_ASYNC_SQL)
 
 
 def _params(model: str) -> dict[str, Any]:
-    return {
-        "model": model,
-        "worker": "cost",
-        "lease_s": 600,
-        "now": utcnow(),
-        "adapters": None,
-        "lookahead": 0,
-    }
+    return claim_params({"model": model, "worker": "cost", "lease_s": 600})
 
 
 def _two_statements(connection: psycopg.Connection[Any], model: str) -> Claimed:
