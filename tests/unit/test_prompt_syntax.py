@@ -9,21 +9,14 @@ first), then neighbours with exactly equal weights are merged.
 
 from __future__ import annotations
 
-import itertools
-import random
-import re
-
 import pytest
 
 from models.domain.prompt_syntax import (
     BREAK_WEIGHT,
-    SQUARE_BRACKET_MULTIPLIER,
     PromptSyntaxError,
     WeightedText,
-    escape_attention,
     is_break,
     parse_prompt_attention,
-    strip_attention,
 )
 
 R = 1.1  # "(x)"
@@ -225,104 +218,3 @@ def test_malformed_weight_raises(prompt: str) -> None:
 @pytest.mark.parametrize("prompt", ["a:1.2.3)", "[a:1.2.3)", "(a:1.2.3]", r"\(a:1.2.3)"])
 def test_malformed_weight_without_open_round_bracket_is_text(prompt: str) -> None:
     parse_prompt_attention(prompt)  # must not raise
-
-
-STRIP_CASES: list[tuple[str, str]] = [
-    ("", ""),
-    ("normal text", "normal text"),
-    ("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).", "a house on a hill, sun, sky."),
-    (r"\(literal\]", "(literal]"),
-    (
-        ANIMAGINE_NEGATIVE,
-        ANIMAGINE_NEGATIVE.replace("(bad)", "bad").replace("[abstract]", "abstract"),
-    ),
-    ("a BREAK b", "a BREAK b"),
-    ("a  BREAK\n\nb", "a BREAK b"),
-    ("a,BREAK,b", "a, BREAK ,b"),
-    ("BREAK a", "BREAK a"),
-    ("a BREAK", "a BREAK"),
-    ("BREAK", "BREAK"),
-    ("a BREAK BREAK b", "a BREAK BREAK b"),
-    ("(a BREAK b)", "a BREAK b"),
-    ("(a )BREAK b", "a BREAK b"),
-    ("  lead (x) trail  ", "  lead x trail  "),
-    (r"a\b", "ab"),
-    ("(a:b:1.2)", "a:b"),
-    ("a)))", "a)))"),
-    ("1girl, (猫耳:1.2) 🎉", "1girl, 猫耳 🎉"),
-]
-
-
-@pytest.mark.parametrize(("prompt", "expected"), STRIP_CASES)
-def test_strip_attention(prompt: str, expected: str) -> None:
-    assert strip_attention(prompt) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "escaped"),
-    [
-        ("yae miko (genshin impact)", r"yae miko \(genshin impact\)"),
-        ("[a]\\b", r"\[a\]\\b"),
-        ("plain: text", "plain: text"),
-    ],
-)
-def test_escape_attention(text: str, escaped: str) -> None:
-    assert escape_attention(text) == escaped
-    assert parse_prompt_attention(escaped) == [(text, 1.0)]
-
-
-# --- property tests (seeded stdlib random, no extra dependency) ---
-
-_ALPHABET = "ab1 :,.-日🎉\n\t"
-_SYNTAX_ATOMS = ["(", ")", "[", "]", "\\", ":", ":1.5)", ": 2 )", ":-1)", ":0)", "BREAK", " BREAK "]
-
-
-def _random_texts(alphabet: str, atoms: list[str], count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    pool = list(alphabet) + atoms
-    return ["".join(rng.choice(pool) for _ in range(rng.randint(0, 20))) for _ in range(count)]
-
-
-def test_property_text_without_syntax_is_one_run() -> None:
-    for text in _random_texts(_ALPHABET, ["BREAKx", "xBREAK", "break"], 500, seed=1):
-        assert parse_prompt_attention(text) == [(text, 1.0)]
-        assert strip_attention(text) == text
-
-
-def test_property_concatenation_equals_input_minus_break_whitespace() -> None:
-    for text in _random_texts(_ALPHABET, ["BREAK", " BREAK ", "\nBREAK"], 500, seed=2):
-        parsed = parse_prompt_attention(text)
-        expected = re.sub(r"\s*\bBREAK\b\s*", "BREAK", text)
-        assert "".join(run for run, _ in parsed) == expected
-        assert all(weight in (1.0, -1.0) for _, weight in parsed)
-
-
-def test_property_escaped_text_is_literal() -> None:
-    atoms = ["(", ")", "[", "]", "\\", ":1.5)", "BREAKx"]
-    for text in _random_texts(_ALPHABET, atoms, 500, seed=3):
-        assert parse_prompt_attention(escape_attention(text)) == [(text, 1.0)]
-
-
-def test_property_invariants_on_arbitrary_syntax() -> None:
-    for text in _random_texts("ab日 ", _SYNTAX_ATOMS, 2000, seed=4):
-        parsed = parse_prompt_attention(text)
-        assert parsed, text
-        for (_, left), (_, right) in itertools.pairwise(parsed):
-            assert left != right, text  # runs with equal weights are merged
-        # Brackets and weights never add characters: the runs are a
-        # subsequence of the input's characters (escapes, BREAK aside).
-        joined = "".join(run for run, weight in parsed if not is_break(run, weight))
-        source = iter(text)
-        assert all(char in source for char in joined), text
-
-
-def test_property_wrapping_scales_every_run() -> None:
-    for text in _random_texts("ab日 ", ["(", ")", ":1.5)"], 500, seed=5):
-        inner = parse_prompt_attention(text)
-        if inner == [("", 1.0)]:
-            continue  # "[]" around nothing is still the special empty result
-        wrapped_square = parse_prompt_attention(f"[{text}]")
-        assert [run for run, _ in wrapped_square] == [run for run, _ in inner], text
-        assert [w for _, w in wrapped_square] == pytest.approx(
-            [w * SQUARE_BRACKET_MULTIPLIER for _, w in inner]
-        )
