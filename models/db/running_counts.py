@@ -52,19 +52,25 @@ def lock_counts_in_order(
     Why: at COMMIT the triggers take the count rows in the order the shards were
     written, which no statement controls; two such transactions over one tenant could
     take its slots in opposite orders and deadlock. A claim or a finish moves one shard
-    (its tenant's row, then its job's): the same order as here. Nothing on SQLite."""
+    (its tenant's row, then its job's): the same order as here. Only rows above zero: a
+    shard leaving 'running' is counted in one, and rows at zero are the beat's sweep's,
+    which deletes them in no order of its own. Nothing on SQLite."""
     if session.get_bind().dialect.name != "postgresql" or not tenant_ids:
         return
     tenants = sorted(set(tenant_ids))
     session.execute(
         select(TenantRunning.n)
-        .where(TenantRunning.tenant_id.in_(tenants))
+        .where(TenantRunning.tenant_id.in_(tenants), TenantRunning.n > 0)
         .order_by(TenantRunning.model, TenantRunning.tenant_id, TenantRunning.slot)
         .with_for_update()
     ).all()
     session.execute(
         select(JobRunning.n)
-        .where(JobRunning.tenant_id.in_(tenants), JobRunning.job_id.in_(sorted(set(job_ids))))
+        .where(
+            JobRunning.tenant_id.in_(tenants),
+            JobRunning.job_id.in_(sorted(set(job_ids))),
+            JobRunning.n > 0,
+        )
         .order_by(JobRunning.model, JobRunning.tenant_id, JobRunning.job_id, JobRunning.slot)
         .with_for_update()
     ).all()
