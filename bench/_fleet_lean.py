@@ -26,7 +26,7 @@ from models.db.claim_cells import CLAIM_CELLS_SQL, claimed_from_rows
 from models.db.claims import ClaimedShard, claim_params
 from models.db.finish import CellResult
 from models.db.finish_committed import settle_after_finish
-from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
+from models.db.finish_sql import FINISH_ASYNC_SQL, FinishArgs, finish_params
 from models.domain.cells import Cell
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
@@ -78,7 +78,9 @@ def _finish(
     results: list[CellResult],
 ) -> None:
     params = finish_params(
-        shard=shard, worker=name, results=results, failures=[], max_attempts=3, backoff_s=1
+        FinishArgs(
+            shard=shard, worker=name, results=results, failures=[], max_attempts=3, backoff_s=1
+        )
     )
     row = connection.execute(_FINISH, params).fetchone()
     assert row is not None

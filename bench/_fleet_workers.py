@@ -15,6 +15,7 @@ from models.db.claim_cells import claim_with_cells
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult, finish_attempt
 from models.db.finish_committed import finish_committed
+from models.db.finish_sql import FinishArgs
 from models.db.session import make_engine, make_session_factory, statement_transactions
 from models.domain.cells import Cell
 from models.infra.settings import normalize_database_url
@@ -82,26 +83,13 @@ def worker(
             return claim_with_cells(session, model=model, worker=name, lease_s=600)
 
     def record(shard: ClaimedShard, results: list[CellResult]) -> None:
+        args = FinishArgs(
+            shard=shard, worker=name, results=results, failures=[], max_attempts=3, backoff_s=1
+        )
         if finish == "committed":  # a statement transaction: the counters are not held
-            finish_committed(
-                sessions,
-                shard=shard,
-                worker=name,
-                results=results,
-                failures=[],
-                max_attempts=3,
-                backoff_s=1,
-            )
+            finish_committed(sessions, **args)
         else:  # the worker's way (its ledger and extras share the transaction)
             with sessions.begin() as session:
-                finish_attempt(
-                    session,
-                    shard=shard,
-                    worker=name,
-                    results=results,
-                    failures=[],
-                    max_attempts=3,
-                    backoff_s=1,
-                )
+                finish_attempt(session, **args)
 
     simulate(i, clock, tally, claim, record)

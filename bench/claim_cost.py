@@ -37,7 +37,7 @@ from models.db.cell_rows import QUEUED_CELLS, cell_of
 from models.db.claim_cells import CLAIM_CELLS_SQL, claimed_from_rows
 from models.db.claims import CLAIM_SQL, ClaimedShard, claim_params
 from models.db.finish import CellResult
-from models.db.finish_sql import FINISH_ASYNC_SQL, finish_params
+from models.db.finish_sql import FINISH_ASYNC_SQL, FinishArgs, finish_params
 from models.db.session import make_engine, make_session_factory
 from models.domain.cells import CELL_FIELDS, Cell
 from models.infra.settings import normalize_database_url
@@ -88,7 +88,14 @@ def _block(
         shard, cells = claimed
         results = [CellResult(c.index, f"cost/{c.index}", "0" * 64, None, 0) for c in cells]
         params = finish_params(
-            shard=shard, worker="cost", results=results, failures=[], max_attempts=3, backoff_s=1
+            FinishArgs(
+                shard=shard,
+                worker="cost",
+                results=results,
+                failures=[],
+                max_attempts=3,
+                backoff_s=1,
+            )
         )
         connection.execute(_FINISH, params).fetchone()
         claim_ms.append((t1 - t0) * 1000)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models.db.claims import ClaimedShard, share_job
-from models.db.finish_sql import finish_row
+from models.db.finish_sql import FinishArgs, finish_row
 from models.db.outbox import enqueue_job_completed
 from models.db.retention import set_expiry
 from models.db.tables import Item, Job, Shard, utcnow
@@ -53,16 +53,7 @@ class ShardCompletion:
     job_status: JobStatus | None  # the job's terminal status if this attempt ended it
 
 
-def finish_attempt(
-    session: Session,
-    *,
-    shard: ClaimedShard,
-    worker: str,
-    results: list[CellResult],
-    failures: list[CellFailure],
-    max_attempts: int,
-    backoff_s: float,
-) -> ShardCompletion:
+def finish_attempt(session: Session, **finish: Unpack[FinishArgs]) -> ShardCompletion:
     """Record one attempt at a shard: images that landed, cells that failed.
 
     A failed cell is tried again (the shard goes back to the queue after a
@@ -73,24 +64,9 @@ def finish_attempt(
     steps of ``finish_attempt_stepwise`` (SQLite's path) up to the job's counters.
     """
     if session.get_bind().dialect.name != "postgresql":
-        return finish_attempt_stepwise(
-            session,
-            shard=shard,
-            worker=worker,
-            results=results,
-            failures=failures,
-            max_attempts=max_attempts,
-            backoff_s=backoff_s,
-        )
-    row = finish_row(
-        session,
-        shard=shard,
-        worker=worker,
-        results=results,
-        failures=failures,
-        max_attempts=max_attempts,
-        backoff_s=backoff_s,
-    )
+        return finish_attempt_stepwise(session, **finish)
+    row = finish_row(session, **finish)
+    shard = finish["shard"]
     final = settle_job(
         session,
         job_id=shard.job_id,

@@ -23,59 +23,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db.claims import ClaimedShard
 from models.db.finish import (
-    CellFailure,
-    CellResult,
     ShardCompletion,
     finish_attempt,
     settle_job,
 )
-from models.db.finish_sql import JOB_COLUMNS, finish_row
+from models.db.finish_sql import JOB_COLUMNS, FinishArgs, finish_row
 from models.db.session import statement_transactions
 from models.db.tables import Job
 from models.domain.status import JobStatus, final_job_status
 
 
 def finish_committed(
-    sessions: sessionmaker[Session],
-    *,
-    shard: ClaimedShard,
-    worker: str,
-    results: list[CellResult],
-    failures: list[CellFailure],
-    max_attempts: int,
-    backoff_s: float,
+    sessions: sessionmaker[Session], **finish: Unpack[FinishArgs]
 ) -> ShardCompletion:
     """``finish_attempt`` with the finish committed by itself (module docstring)."""
     if sessions.kw["bind"].dialect.name != "postgresql":  # SQLite: one transaction
         with sessions.begin() as session:
-            return finish_attempt(
-                session,
-                shard=shard,
-                worker=worker,
-                results=results,
-                failures=failures,
-                max_attempts=max_attempts,
-                backoff_s=backoff_s,
-            )
+            return finish_attempt(session, **finish)
     with statement_transactions(sessions) as session:
-        row = finish_row(
-            session,
-            shard=shard,
-            worker=worker,
-            results=results,
-            failures=failures,
-            max_attempts=max_attempts,
-            backoff_s=backoff_s,
-            asynchronous=True,
-        )
-    final = settle_after_finish(sessions, job_id=shard.job_id, row=row)
+        row = finish_row(session, asynchronous=True, **finish)
+    final = settle_after_finish(sessions, job_id=finish["shard"].job_id, row=row)
     return ShardCompletion(row.recorded, row.failed, row.requeued, final)
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
@@ -31,47 +31,37 @@ FINISH_ASYNC_SQL = text(
 )
 
 
+class FinishArgs(TypedDict):
+    """What a finish records: the shard as claimed, the worker, its images and failed
+    cells, and the retry policy for those (``finish_attempt``'s arguments, by name)."""
+
+    shard: ClaimedShard
+    worker: str
+    results: list[CellResult]
+    failures: list[CellFailure]
+    max_attempts: int
+    backoff_s: float
+
+
 def finish_row(
-    session: Session,
-    *,
-    shard: ClaimedShard,
-    worker: str,
-    results: list[CellResult],
-    failures: list[CellFailure],
-    max_attempts: int,
-    backoff_s: float,
-    asynchronous: bool = False,
+    session: Session, *, asynchronous: bool = False, **finish: Unpack[FinishArgs]
 ) -> Row[Any]:
     """One statement: the shard's cells, the shard, the job's counters after them.
     ``asynchronous``: the transaction it runs in commits without waiting for the WAL
     flush (models/db/finish_committed.py says why and what that risks)."""
-    params = finish_params(
-        shard=shard,
-        worker=worker,
-        results=results,
-        failures=failures,
-        max_attempts=max_attempts,
-        backoff_s=backoff_s,
-    )
-    return session.execute(FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL, params).one()
+    statement = FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL
+    return session.execute(statement, finish_params(finish)).one()
 
 
-def finish_params(
-    *,
-    shard: ClaimedShard,
-    worker: str,
-    results: list[CellResult],
-    failures: list[CellFailure],
-    max_attempts: int,
-    backoff_s: float,
-) -> dict[str, Any]:
+def finish_params(finish: FinishArgs) -> dict[str, Any]:
     """The arguments of ``farm_finish_shard()``, by name (``FINISH_ASYNC_SQL``'s)."""
+    shard, results, failures = finish["shard"], finish["results"], finish["failures"]
     return {
         "shard": shard.id,
         "job": shard.job_id,
         "shard_index": shard.index,
         "attempts": shard.attempts,
-        "worker": worker,
+        "worker": finish["worker"],
         "indexes": [r.index for r in results],
         "keys": [r.key for r in results],
         "digests": [r.sha256 for r in results],
@@ -79,7 +69,7 @@ def finish_params(
         "render_ms": [r.render_ms for r in results],
         "failed_indexes": [f.index for f in failures],
         "failed_errors": [f.error for f in failures],
-        "max_attempts": max_attempts,
-        "backoff_s": backoff_s,
+        "max_attempts": finish["max_attempts"],
+        "backoff_s": finish["backoff_s"],
         "now": utcnow(),
     }
