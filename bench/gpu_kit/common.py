@@ -25,6 +25,26 @@ PROMPT = "masterpiece, best quality, very aesthetic, absurdres, 1girl, solo, smi
 NEGATIVE = "lowres, bad anatomy, bad hands, text, error, worst quality, low quality"
 
 
+# PyTorch's backend flags as the process found them. A tier sets them process-wide
+# (worker/gpu_apply.py: cuDNN autotuning on, TF32 per tier); the baseline must run
+# diffusers as it ships. The first device run left them set: the exact tier's
+# cudnn.benchmark searched every algorithm of diffusers' fp32 VAE at batch 4, a
+# 141 s first call, and its TF32-off slowed the baseline's fp32 convolutions.
+_STOCK_FLAGS = {
+    "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+    "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+}
+
+
+def stock_backend_flags() -> dict[str, bool]:
+    """Put the backend flags back as the process found them; returns them."""
+    torch.backends.cudnn.benchmark = _STOCK_FLAGS["cudnn_benchmark"]
+    torch.backends.cudnn.allow_tf32 = _STOCK_FLAGS["cudnn_tf32"]
+    torch.backends.cuda.matmul.allow_tf32 = _STOCK_FLAGS["matmul_tf32"]
+    return dict(_STOCK_FLAGS)
+
+
 @dataclass
 class Budget:
     """The run's deadline on the monotonic clock; stages ask it before they start."""

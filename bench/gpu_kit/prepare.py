@@ -9,7 +9,8 @@ and the machine lacks, for its Python 3.12 (manylinux x86_64), in .gpu-kit/wheel
 2. what the machine already has (machine_packages.txt) is left out, the rest is
    downloaded, one version each;
 3. every carried wheel's Requires-Dist is checked to be carried or on the machine, and
-   the total that travels (working tree + wheels) is measured against the 64 MiB limit.
+   the total that travels (working tree + wheels) is measured against the 64 MiB limit;
+4. the kit is imported here as it will be there (bench/gpu_kit/import_check.py).
 
     python -m bench.gpu_kit.prepare            # or: make gpu-kit
 """
@@ -29,6 +30,8 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from bench.gpu_kit.import_check import carried_distributions, check_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / ".gpu-kit"
@@ -66,6 +69,7 @@ REQUIREMENTS = [
     "psycopg[binary]>=3.2",
     "psycopg-pool>=3.2",
     "croniter>=7,<8",
+    "cryptography>=42",  # api/deps imports models.infra.encryption (Fernet) at start
     "torchao==0.18.0",  # FP8; its version table pairs 0.18 with torch >= 2.11
 ]
 
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"of the {LIMIT_MIB} MiB a device call carries")
     for line in unmet:
         print(f"unmet: {line}")
-    return 1 if unmet or tree + wheels > LIMIT_MIB else 0
+    imports, detail = check_imports(set(machine), carried_distributions(args.wheels))
+    print(f"imports as on the machine: {'yes' if imports else 'NO'} ({detail})")
+    return 1 if unmet or not imports or tree + wheels > LIMIT_MIB else 0
 
 
 if __name__ == "__main__":

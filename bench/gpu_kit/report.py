@@ -17,6 +17,7 @@ from typing import Any
 
 BEGIN, END = "<!-- gpu-kit:begin -->", "<!-- gpu-kit:end -->"
 NOT_MEASURED = "not measured yet: no GPU lent"
+NOT_REACHED = "not reached: the run's deadline came first"
 GOAL_IMAGES_PER_S, GOAL_SPEEDUP, GOAL_FARM_SHARE = 1.5, 2.0, 0.95
 ROWS = (  # stage, configuration
     ("1_baseline", "plain diffusers fp16"),
@@ -32,9 +33,9 @@ def load(folder: Path) -> Stages:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-def _why_not(stage: dict[str, Any] | None) -> str | None:
+def _why_not(stage: dict[str, Any] | None, stages: Stages) -> str | None:
     if stage is None:
-        return NOT_MEASURED
+        return NOT_REACHED if stages else NOT_MEASURED
     for key in ("skipped", "stopped", "error"):
         if key in stage:
             return f"{key}: {stage[key]}"
@@ -54,7 +55,7 @@ def _rows(stages: Stages) -> list[str]:
     lines = []
     for name, label in ROWS:
         stage = stages.get(name)
-        why = _why_not(stage)
+        why = _why_not(stage, stages)
         if why is not None or stage is None:
             lines.append(f"| {label} | | | | | | | {why} |")
             continue
@@ -67,7 +68,7 @@ def _rows(stages: Stages) -> list[str]:
                 f"| {_cell(ratio)}× | {_cell(c['psnr_vs_fp32'], 1)} | {compile_s} | |"
             )
     farm = stages.get("5_farm")
-    why = _why_not(farm)
+    why = _why_not(farm, stages)
     if why is not None or farm is None:
         lines.append(f"| the farm, embedded, end to end | | | | | | | {why} |")
     else:
@@ -86,9 +87,10 @@ def _goals(stages: Stages) -> list[str]:
     standard = (stages.get("3_compile_default", {}).get("configs") or [None])[-1]
     farm = stages.get("5_farm", {})
     if standard is None:
+        why = "the standard tier did not finish in this run" if stages else NOT_MEASURED
         return [
             f"- goals (standard tier ≥ {GOAL_IMAGES_PER_S} images/s, ≥ {GOAL_SPEEDUP}× "
-            f"plain diffusers fp16, farm ≥ {GOAL_FARM_SHARE}× the renderer): {NOT_MEASURED}"
+            f"plain diffusers fp16, farm ≥ {GOAL_FARM_SHARE}× the renderer): {why}"
         ]
     base = _baseline_at(stages, standard["batch"])
     speedup = None if base is None else standard["images_per_s"] / base

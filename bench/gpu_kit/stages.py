@@ -22,6 +22,7 @@ from bench.gpu_kit.common import (
     free,
     pixels,
     psnr,
+    stock_backend_flags,
     sync,
     time_calls,
 )
@@ -142,9 +143,11 @@ def stage_model(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str, An
 
 def stage_baseline(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str, Any]:
     """Plain diffusers in fp16 as it ships (its own attention, the VAE upcast to fp32
-    for decoding), prompts as text, one CPU generator per seed like the farm."""
+    for decoding), prompts as text, one CPU generator per seed like the farm, and
+    PyTorch's backend flags as it starts (an earlier stage's tier set them)."""
     from diffusers import StableDiffusionXLPipeline
 
+    flags = stock_backend_flags()
     pipe = StableDiffusionXLPipeline.from_pretrained(
         cfg.model_dir, dtype=torch.float16, add_watermarker=False
     ).to(cfg.device)
@@ -170,7 +173,7 @@ def stage_baseline(cfg: KitConfig, budget: Budget, state: KitState) -> dict[str,
 
         timing = time_calls(call, images=size, iters=cfg.iters, budget=budget, device=cfg.device)
         configs.append({**timing, "psnr_vs_fp32": vs_reference(state, pixels(out[:1])[0])})
-    return {"what": "plain diffusers, fp16", "configs": configs}
+    return {"what": "plain diffusers, fp16", "backend_flags": flags, "configs": configs}
 
 
 def stage_renderer(
