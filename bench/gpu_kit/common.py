@@ -38,10 +38,15 @@ _STOCK_FLAGS = {
 
 
 def stock_backend_flags() -> dict[str, bool]:
-    """Put the backend flags back as the process found them; returns them."""
-    torch.backends.cudnn.benchmark = _STOCK_FLAGS["cudnn_benchmark"]
-    torch.backends.cudnn.allow_tf32 = _STOCK_FLAGS["cudnn_tf32"]
-    torch.backends.cuda.matmul.allow_tf32 = _STOCK_FLAGS["matmul_tf32"]
+    """Put the backend flags back as the process found them; returns them. A flag is
+    written only where it changed: writing the TF32 ones, even unchanged, moves torch's
+    fp32 precision setting off its default, and inductor's cache keys on it."""
+    if torch.backends.cudnn.benchmark != _STOCK_FLAGS["cudnn_benchmark"]:
+        torch.backends.cudnn.benchmark = _STOCK_FLAGS["cudnn_benchmark"]
+    if torch.backends.cudnn.allow_tf32 != _STOCK_FLAGS["cudnn_tf32"]:
+        torch.backends.cudnn.allow_tf32 = _STOCK_FLAGS["cudnn_tf32"]
+    if torch.backends.cuda.matmul.allow_tf32 != _STOCK_FLAGS["matmul_tf32"]:
+        torch.backends.cuda.matmul.allow_tf32 = _STOCK_FLAGS["matmul_tf32"]
     return dict(_STOCK_FLAGS)
 
 
