@@ -108,7 +108,9 @@ def test_every_way_in_and_out_of_running_keeps_the_count(
             .where(Shard.id == mine[2].id)
             .values(lease_until=utcnow() - timedelta(minutes=1))
         )
-        assert release_expired_leases(session, now=utcnow()) == 1
+        # The sweep is database-wide: another test's lapsed lease may go with this one.
+        assert release_expired_leases(session, now=utcnow()) >= 1
+        assert session.get(Shard, mine[2].id).status == ShardStatus.QUEUED  # type: ignore[union-attr]
     _assert_exact(sessions, model)
 
     with sessions.begin() as session:  # cancelled while rendering
