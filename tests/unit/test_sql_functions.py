@@ -56,6 +56,9 @@ PINNED = {
     SqlFunction("farm_claim_shard", 5): (
         "1bcbb443e5102f85a2fd9a846426b619d2cdbb01cf813dd7f922bbbcb9818afd"
     ),
+    SqlFunction("farm_claim_shard", 6): (
+        "12e282c383f8c5e91e5947458983d1da4e456d798a5fdf5aaa10f47a69ebd3ae"
+    ),
     SqlFunction("farm_count_running", 1): (
         "eff25b1efc98c9c03576cd6cd6dda84e82d3bc3e2fb5d63dcb17413194bdca8b"
     ),
