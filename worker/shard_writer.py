@@ -19,11 +19,10 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.claims import ClaimedShard
-from models.db.finish import CellFailure, CellResult, ShardCompletion, finish_attempt
-from models.db.finish_extras import AnalysisRecord, record_extras
+from models.db.finish import CellFailure, CellResult
+from models.db.finish_extras import AnalysisRecord
 from models.db.leases import cancelled_jobs
-from models.db.session import retry_on_disconnect
-from models.db.tables import utcnow
+from models.db.record_attempt import record_attempt
 from models.domain.animagine import rating_of
 from models.domain.cells import Cell
 from models.domain.infotext import format_infotext, parameters_of
@@ -95,35 +94,22 @@ class ShardWriter:
                 if cancelled_jobs(session, job_ids=[shard.job_id]):
                     return  # cancel settled: nothing new lands in storage
             results, failures, refused = self._upload(rendered)
-            recorded = {r.index for r in results}
             # Storage refused every failed cell for good (bad keys, no bucket): another
             # render would be refused too, so this attempt is their last.
             last = bool(refused) and len(refused) == len(failures)
 
-            def finish() -> tuple[ShardCompletion, JobStatus | None]:
-                with self.sessions.begin() as session:
-                    completion = finish_attempt(
-                        session,
-                        shard=shard,
-                        worker=self.worker_id,
-                        results=results,
-                        failures=failures,
-                        max_attempts=1 if last else self.settings.max_attempts,
-                        backoff_s=self.settings.retry_backoff_s,
-                    )
-                    stopped = record_extras(
-                        session,
-                        shard=shard,
-                        results=results,
-                        analyses=[a for a in rendered.analyses if a.index in recorded],
-                        device=self.device_for(shard.model),
-                        progress_min_interval_s=self.settings.webhook_progress_min_interval_s,
-                        now=utcnow(),
-                    )
-                    return completion, stopped
-
-            # Repeatable: conditional updates, nothing recorded twice.
-            completion, stopped = retry_on_disconnect(finish)
+            completion, final = record_attempt(
+                self.sessions,
+                analyses=rendered.analyses,
+                device=self.device_for(shard.model),
+                progress_min_interval_s=self.settings.webhook_progress_min_interval_s,
+                shard=shard,
+                worker=self.worker_id,
+                results=results,
+                failures=failures,
+                max_attempts=1 if last else self.settings.max_attempts,
+                backoff_s=self.settings.retry_backoff_s,
+            )
         except Exception:
             # The database is away: the lease lapses and the reconciler re-queues the shard.
             log.exception("could not record shard %s of job %s", shard.id, shard.job_id)
@@ -139,7 +125,7 @@ class ShardWriter:
             rendered.render_ms,
             extra={"recorded": completion.recorded, "render_ms": rendered.render_ms},
         )
-        self._notify(shard, results, completion.job_status or stopped)
+        self._notify(shard, results, final)
 
     def _threshold(self, rendered: RenderedShard) -> float | None:
         """The tenant's screening threshold, if its images are screened here."""

@@ -1,14 +1,17 @@
 """What recording a shard attempt writes beside its cells' outcomes (models/db/finish.py),
-in the same transaction:
+in the same transaction and before them (models/db/record_attempt.py says why):
 
 1. the ledger: a ``gpu_usage`` row for the attempt, and the device on each new cell;
 2. the image analyses (worker/analysis.py): one (label, score) per analyzer and cell;
    the scorer's also on the cell's row (items.score / score_label), once: a late
    duplicate of a scored cell changes nothing;
 3. holds: cells whose image screening held (stored under a private key) are marked
-   ``held``, counted on the job, and announced (``cell.held``);
-4. the job: a paused job's requeued shards are parked, a job past its GPU budget
-   stops, and a ``job.progress`` event is queued when one is due.
+   ``held``, counted on the job, and announced (``cell.held``).
+
+A cell this attempt is about to record is still queued with no key: steps 2 and 3 mark
+it, as they mark a cell already recorded under this attempt's key, and never one that
+another attempt recorded (its key is another). The job's follow-up (pause, budget,
+progress) comes after the finish: models/db/finish_follow_up.py.
 """
 
 from __future__ import annotations
@@ -17,20 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.db.business_tables import CellAnalysis
 from models.db.claims import ClaimedShard
 from models.db.finish import CellResult
-from models.db.job_control import park_shards, stop_at_budget
 from models.db.ledger import record_usage
 from models.db.tables import Item, Job
 from models.db.webhook_events import enqueue_event
 from models.domain.scores import MAX_LABEL_CHARS
-from models.domain.status import JobStatus
-from models.domain.webhook_events import CELL_HELD, JOB_PROGRESS, WebhookProgress, progress_due
+from models.domain.status import CellStatus
+from models.domain.webhook_events import CELL_HELD
 
 SCORE_ANALYZER = "score"  # worker/analysis.py SCORE: the analyzer whose results rank cells
 
@@ -51,11 +53,9 @@ def record_extras(
     results: list[CellResult],
     analyses: list[AnalysisRecord],
     device: str,
-    progress_min_interval_s: float,
     now: datetime,
-) -> JobStatus | None:
-    """Steps 1-4 (module docstring); returns the job's terminal status if its GPU budget
-    ended it here."""
+) -> None:
+    """Steps 1-3 (module docstring)."""
     if results:
         record_usage(
             session,
@@ -83,7 +83,15 @@ def record_extras(
     held = [r for r in results if r.held]
     if held:
         _hold(session, shard, held, analyses)
-    return _follow_up(session, shard, progress_min_interval_s, now)
+
+
+def _ours(stored_key: Any) -> Any:
+    """The cell as this attempt stored it: recorded under its key, or about to be (still
+    queued, no key; the finish that follows in this transaction records it)."""
+    return or_(
+        stored_key == Item.key,
+        and_(Item.key.is_(None), Item.status == CellStatus.QUEUED),
+    )
 
 
 def _insert_analyses(session: Session, shard: ClaimedShard, analyses: list[AnalysisRecord]) -> None:
@@ -127,7 +135,10 @@ def _record_scores(
         .where(
             items.c.job_id == bindparam("job"),
             items.c.index == bindparam("cell"),
-            items.c.key == bindparam("stored"),
+            or_(
+                items.c.key == bindparam("stored"),
+                and_(items.c.key.is_(None), items.c.status == CellStatus.QUEUED),
+            ),
             items.c.score.is_(None),
         )
         .values(score=bindparam("s"), score_label=bindparam("l")),
@@ -148,7 +159,7 @@ def _hold(
             .where(
                 Item.job_id == shard.job_id,
                 Item.index == result.index,
-                Item.key == result.key,
+                _ours(result.key),
                 Item.hold.is_(None),
             )
             .values(hold="held")
@@ -168,63 +179,3 @@ def _hold(
             .where(Job.id == shard.job_id)
             .values(held=Job.held + count, version=Job.version + 1)
         )
-
-
-def _follow_up(
-    session: Session, shard: ClaimedShard, progress_min_interval_s: float, now: datetime
-) -> JobStatus | None:
-    job = session.execute(
-        select(
-            Job.status,
-            Job.paused_at,
-            Job.max_gpu_ms,
-            Job.render_ms_total,
-            Job.total,
-            Job.done,
-            Job.failed,
-            Job.cancelled,
-            Job.started_at,
-            Job.progress_at,
-            Job.progress_fraction,
-            Job.spec["webhook_url"].as_string().label("url"),
-            Job.spec["webhook_progress"].label("progress"),
-        ).where(Job.id == shard.job_id)
-    ).one_or_none()
-    if job is None or JobStatus(job.status) not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return None
-    if job.paused_at is not None:
-        park_shards(session, job_id=shard.job_id)
-    if job.max_gpu_ms is not None and job.render_ms_total >= job.max_gpu_ms:
-        final = stop_at_budget(
-            session,
-            job_id=shard.job_id,
-            spent_ms=job.render_ms_total,
-            budget_ms=job.max_gpu_ms,
-            now=now,
-        )
-        if final is not None:
-            return final
-    if job.url and isinstance(job.progress, dict):
-        fraction = (job.done + job.failed + job.cancelled) / max(1, job.total)
-        if progress_due(
-            WebhookProgress.model_validate(job.progress),
-            fraction=fraction,
-            last_fraction=job.progress_fraction or 0.0,
-            last_at=job.progress_at,
-            started_at=job.started_at,
-            now=now,
-            min_interval_s=progress_min_interval_s,
-        ):
-            session.execute(
-                update(Job)
-                .where(Job.id == shard.job_id)
-                .values(progress_at=now, progress_fraction=fraction)
-            )
-            enqueue_event(
-                session,
-                job_id=shard.job_id,
-                event=JOB_PROGRESS,
-                extra={"progress": round(fraction, 4)},
-                url=job.url,
-            )
-    return None

@@ -211,7 +211,6 @@ def _recording_again_keeps_the_score(
             results=[result],
             analyses=[late],
             device="cpu",
-            progress_min_interval_s=5.0,
             now=utcnow(),
         )
     with sessions() as session:

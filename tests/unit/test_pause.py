@@ -10,14 +10,23 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.business_tables import GpuUsage
-from models.db.claims import claim_next_shard
-from models.db.finish import CellFailure, finish_attempt
-from models.db.finish_extras import record_extras
+from models.db.claims import ClaimedShard, claim_next_shard
+from models.db.finish import CellFailure
 from models.db.reconcile import release_expired_leases
+from models.db.record_attempt import record_attempt
 from models.db.tables import Item, Shard, utcnow
 from models.db.webhook_tables import WebhookDelivery
 from models.infra.settings import Settings
 from tests.business import render_all, tenant_app
+
+
+def _cells(sessions: sessionmaker[Session], shard: ClaimedShard) -> list[Item]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(Item).where(Item.job_id == shard.job_id, Item.shard_index == shard.index)
+            )
+        )
 
 
 def _statuses(sessions: sessionmaker[Session], job_id: str) -> list[str]:
@@ -77,30 +86,21 @@ def test_what_comes_back_while_paused_waits(
         tenant.client.post(f"/v1/jobs/{job['id']}/pause", headers=tenant.auth)
         assert sorted(_statuses(sessions, job["id"])) == ["paused", "running", "running"]
 
-        with sessions.begin() as session:  # w1's render failed: its cell will be retried
-            [index] = session.scalars(
-                select(Item.index).where(
-                    Item.job_id == first.job_id, Item.shard_index == first.index
-                )
-            ).all()
-            finish_attempt(
-                session,
-                shard=first,
-                worker="w1",
-                results=[],
-                failures=[CellFailure(index, "boom")],
-                max_attempts=3,
-                backoff_s=0.0,
-            )
-            record_extras(
-                session,
-                shard=first,
-                results=[],
-                analyses=[],
-                device="cpu",
-                progress_min_interval_s=1.0,
-                now=utcnow(),
-            )
+        # w1's render failed: its cell will be retried (recorded as the worker does).
+        [index] = [c.index for c in _cells(sessions, first)]
+        record_attempt(
+            sessions,
+            analyses=[],
+            device="cpu",
+            progress_min_interval_s=1.0,
+            shard=first,
+            worker="w1",
+            results=[],
+            failures=[CellFailure(index, "boom")],
+            max_attempts=3,
+            backoff_s=0.0,
+        )
+        with sessions.begin() as session:
             # w2 died: its lease ran out.
             session.execute(update(Shard).where(Shard.id == second.id).values(lease_until=utcnow()))
         with sessions.begin() as session:
