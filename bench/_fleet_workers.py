@@ -16,6 +16,8 @@ from models.db.claims import ClaimedShard
 from models.db.finish import CellResult, finish_attempt
 from models.db.finish_committed import finish_committed
 from models.db.finish_sql import FinishArgs
+from models.db.leases import cancelled_jobs
+from models.db.record_attempt import record_attempt
 from models.db.session import make_engine, make_session_factory, statement_transactions
 from models.domain.cells import Cell
 from models.infra.settings import normalize_database_url
@@ -88,8 +90,16 @@ def worker(
         )
         if finish == "committed":  # a statement transaction: the counters are not held
             finish_committed(sessions, **args)
-        else:  # the worker's way (its ledger and extras share the transaction)
-            with sessions.begin() as session:
-                finish_attempt(session, **args)
+            return
+        if finish == "worker":  # as worker/shard_writer.py records a shard
+            with sessions() as session:
+                if cancelled_jobs(session, job_ids=[shard.job_id]):
+                    return
+            record_attempt(
+                sessions, analyses=[], device="simulated", progress_min_interval_s=30, **args
+            )
+            return
+        with sessions.begin() as session:  # one transaction, the finish alone
+            finish_attempt(session, **args)
 
     simulate(i, clock, tally, claim, record)

@@ -194,10 +194,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--procs", type=int, default=8, help="simulator processes")
     parser.add_argument(
         "--finish",
-        choices=["committed", "transaction"],
+        choices=["committed", "transaction", "worker"],
         default="committed",
         help="committed: finish_committed (its own statement transaction, then the settle);"
-        " transaction: finish_attempt in a transaction, as the GPU worker records a shard",
+        " transaction: finish_attempt alone in a transaction; worker: record_attempt, as the"
+        " GPU worker records a shard (its extras, the finish, then the job's follow-up)",
     )
     parser.add_argument(
         "--client",
