@@ -92,7 +92,7 @@ def worker(
             finish_committed(sessions, **args)
             return
         if finish == "worker":  # as worker/shard_writer.py records a shard
-            with sessions() as session:
+            with statement_transactions(sessions) as session:
                 if cancelled_jobs(session, job_ids=[shard.job_id]):
                     return
             record_attempt(

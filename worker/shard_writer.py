@@ -23,6 +23,7 @@ from models.db.finish import CellFailure, CellResult
 from models.db.finish_extras import AnalysisRecord
 from models.db.leases import cancelled_jobs
 from models.db.record_attempt import record_attempt
+from models.db.session import statement_transactions
 from models.domain.animagine import rating_of
 from models.domain.cells import Cell
 from models.domain.infotext import format_infotext, parameters_of
@@ -90,7 +91,7 @@ class ShardWriter:
     def _record(self, rendered: RenderedShard) -> None:
         shard = rendered.shard
         try:
-            with self.sessions() as session:
+            with statement_transactions(self.sessions) as session:  # one round trip
                 if cancelled_jobs(session, job_ids=[shard.job_id]):
                     return  # cancel settled: nothing new lands in storage
             results, failures, refused = self._upload(rendered)

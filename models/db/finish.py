@@ -51,6 +51,9 @@ class ShardCompletion:
     failed: int  # cells that used their last attempt
     requeued: bool  # some cells will be tried again (after a backoff)
     job_status: JobStatus | None  # the job's terminal status if this attempt ended it
+    # Whether the job's follow-up (models/db/finish_follow_up.py) may have work: paused,
+    # a GPU budget reached, progress webhooks. farm_finish_shard v3 says; else assumed.
+    follow_up: bool = True
 
 
 def finish_attempt(session: Session, **finish: Unpack[FinishArgs]) -> ShardCompletion:

@@ -33,23 +33,35 @@ from models.db.finish import (
     finish_attempt,
     settle_job,
 )
+from models.db.finish_extras import record_extras
 from models.db.finish_sql import JOB_COLUMNS, FinishArgs, finish_row
 from models.db.session import statement_transactions
-from models.db.tables import Job
+from models.db.tables import Job, utcnow
 from models.domain.status import JobStatus, final_job_status
 
 
 def finish_committed(
-    sessions: sessionmaker[Session], **finish: Unpack[FinishArgs]
+    sessions: sessionmaker[Session], *, device: str | None = None, **finish: Unpack[FinishArgs]
 ) -> ShardCompletion:
-    """``finish_attempt`` with the finish committed by itself (module docstring)."""
+    """``finish_attempt`` with the finish committed by itself (module docstring);
+    ``device``: with the attempt's ledger row and its cells' device, in that statement
+    (Postgres; the GPU worker's common record, models/db/record_attempt.py)."""
     if sessions.kw["bind"].dialect.name != "postgresql":  # SQLite: one transaction
         with sessions.begin() as session:
+            if device is not None:
+                record_extras(
+                    session,
+                    shard=finish["shard"],
+                    results=finish["results"],
+                    analyses=[],
+                    device=device,
+                    now=utcnow(),
+                )
             return finish_attempt(session, **finish)
     with statement_transactions(sessions) as session:
-        row = finish_row(session, asynchronous=True, **finish)
+        row = finish_row(session, asynchronous=True, device=device, **finish)
     final = settle_after_finish(sessions, job_id=finish["shard"].job_id, row=row)
-    return ShardCompletion(row.recorded, row.failed, row.requeued, final)
+    return ShardCompletion(row.recorded, row.failed, row.requeued, final, row.follow_up)
 
 
 def settle_after_finish(

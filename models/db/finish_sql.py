@@ -19,9 +19,13 @@ _CALL = (
     " CAST(:indexes AS integer[]), CAST(:keys AS text[]), CAST(:digests AS text[]),"
     " CAST(:ratings AS text[]), CAST(:render_ms AS integer[]),"
     " CAST(:failed_indexes AS integer[]), CAST(:failed_errors AS text[]),"
-    " :max_attempts, :backoff_s, :now)"
+    " :max_attempts, :backoff_s, :now,"
+    " CAST(:tenant AS uuid), CAST(:model AS text), CAST(:device AS text))"
 )
-_COLUMNS = "recorded, failed, requeued, job_status, job_total, job_done, job_failed, job_cancelled"
+_COLUMNS = (
+    "recorded, failed, requeued, job_status, job_total, job_done, job_failed, job_cancelled,"
+    " follow_up"
+)
 JOB_COLUMNS = slice(3, 8)  # the job's status and counters in a result row
 _FINISH_SQL = text(f"SELECT {_COLUMNS}{_CALL}")
 # Committed without waiting for the WAL flush (set_config(..., true) lasts until this
@@ -44,19 +48,27 @@ class FinishArgs(TypedDict):
 
 
 def finish_row(
-    session: Session, *, asynchronous: bool = False, **finish: Unpack[FinishArgs]
+    session: Session,
+    *,
+    asynchronous: bool = False,
+    device: str | None = None,
+    **finish: Unpack[FinishArgs],
 ) -> Row[Any]:
     """One statement: the shard's cells, the shard, the job's counters after them.
     ``asynchronous``: the transaction it runs in commits without waiting for the WAL
-    flush (models/db/finish_committed.py says why and what that risks)."""
+    flush (models/db/finish_committed.py says why and what that risks). ``device``: the
+    attempt's ledger row and its cells' device too (farm_finish_shard v3)."""
     statement = FINISH_ASYNC_SQL if asynchronous else _FINISH_SQL
-    return session.execute(statement, finish_params(finish)).one()
+    return session.execute(statement, finish_params(finish, device=device)).one()
 
 
-def finish_params(finish: FinishArgs) -> dict[str, Any]:
+def finish_params(finish: FinishArgs, *, device: str | None = None) -> dict[str, Any]:
     """The arguments of ``farm_finish_shard()``, by name (``FINISH_ASYNC_SQL``'s)."""
     shard, results, failures = finish["shard"], finish["results"], finish["failures"]
     return {
+        "tenant": shard.tenant_id if device else None,
+        "model": shard.model if device else None,
+        "device": device,
         "shard": shard.id,
         "job": shard.job_id,
         "shard_index": shard.index,

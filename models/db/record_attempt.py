@@ -12,6 +12,11 @@ statement-transaction finish sustains (models/db/finish_committed.py): the extra
 the transaction open over several round trips, and docs/PERFORMANCE.md says what would
 close the gap.
 
+A shard with no analyses and no held cells (most) is recorded in one statement that
+commits by itself: ``finish_committed`` with the device, which hands the ledger row and
+the device to the finish (farm_finish_shard v3). The rest, on Postgres, and every shard
+on SQLite:
+
 1. the job's shared lock first (the finishers share it; every writer that locks the job
    excludes it), so the order stays job, then shards, then cells;
 2. the extras (models/db/finish_extras.py): the ledger, the device, analyses, scores
@@ -26,18 +31,23 @@ cells or not at all.
 
 from __future__ import annotations
 
+import logging
 from typing import Unpack
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db.claims import share_job
 from models.db.finish import ShardCompletion, finish_attempt
+from models.db.finish_committed import finish_committed
 from models.db.finish_extras import AnalysisRecord, record_extras
 from models.db.finish_follow_up import follow_up
 from models.db.finish_sql import FinishArgs
 from models.db.session import retry_on_disconnect
 from models.db.tables import utcnow
 from models.domain.status import JobStatus
+
+log = logging.getLogger(__name__)
 
 
 def record_attempt(
@@ -53,6 +63,11 @@ def record_attempt(
     repeated once if its connection died (conditional updates: nothing twice)."""
     shard, results = finish["shard"], finish["results"]
     recorded = {r.index for r in results}
+    mine = [a for a in analyses if a.index in recorded]
+    postgres = sessions.kw["bind"].dialect.name == "postgresql"
+
+    def plain() -> ShardCompletion:  # one statement: the finish with its ledger row
+        return finish_committed(sessions, device=device, **finish)
 
     def record() -> ShardCompletion:
         with sessions.begin() as session:
@@ -61,13 +76,14 @@ def record_attempt(
                 session,
                 shard=shard,
                 results=results,
-                analyses=[a for a in analyses if a.index in recorded],
+                analyses=mine,
                 device=device,
                 now=utcnow(),
             )
             return finish_attempt(session, **finish)
 
-    completion = retry_on_disconnect(record)
+    common = postgres and not mine and not any(r.held for r in results)
+    completion = retry_on_disconnect(plain if common else record)
 
     def followed() -> JobStatus | None:
         with sessions.begin() as session:
@@ -75,4 +91,13 @@ def record_attempt(
                 session, shard=shard, progress_min_interval_s=progress_min_interval_s, now=utcnow()
             )
 
-    return completion, completion.job_status or retry_on_disconnect(followed)
+    if completion.job_status is not None:
+        return completion, completion.job_status  # settled: nothing to follow up
+    if not completion.follow_up:
+        return completion, None  # the finish saw nothing a follow-up would act on
+    try:
+        return completion, retry_on_disconnect(followed)
+    except SQLAlchemyError:
+        # The shard is recorded; what is lost here the next finish's follow-up does.
+        log.exception("follow-up of shard %s of job %s failed", shard.id, shard.job_id)
+        return completion, None

@@ -68,6 +68,9 @@ PINNED = {
     SqlFunction("farm_finish_shard", 2): (
         "8162c693e047c78e91c1d8af3b6782b619a37b8b976ea9856004fcf46128a869"
     ),
+    SqlFunction("farm_finish_shard", 3): (
+        "1f930778d602f11e25dc7dbab61a4def93e9b8a49bdb7c50522202067d75988f"
+    ),
 }
 
 
