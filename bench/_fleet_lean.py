@@ -14,6 +14,7 @@ transactions, in the same order; the settle of a completed job goes through the 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from models.db.claims import ClaimedShard, claim_params
 from models.db.finish import CellResult
 from models.db.finish_committed import settle_after_finish
 from models.db.finish_sql import FINISH_ASYNC_SQL, FinishArgs, finish_params
+from models.db.leases import cancelled_query
 from models.domain.cells import Cell
 
 _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
@@ -40,6 +42,14 @@ def compiled_statement(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
 
 _CLAIM, _ = compiled_statement(CLAIM_CELLS_SQL)
 _FINISH, _ = compiled_statement(FINISH_ASYNC_SQL)
+# The GPU worker's check before it uploads (worker/shard_writer.py), compiled from
+# models.db.leases.cancelled_jobs' own query.
+_PLACEHOLDER = uuid.UUID(int=0)
+_COMPILED = cancelled_query([_PLACEHOLDER]).compile(
+    dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+)
+_CANCELLED, _CANCELLED_PARAMS = str(_COMPILED), dict(_COMPILED.params)
+_CANCELLED_KEY = next(k for k, v in _CANCELLED_PARAMS.items() if v == _PLACEHOLDER)
 
 
 def lean_worker(
@@ -49,16 +59,24 @@ def lean_worker(
     model: str,
     clock: dict[str, float],
     tally: Tally,
+    finish: str = "committed",
 ) -> None:
-    """A simulated worker on its own plain connection (the module docstring)."""
+    """A simulated worker on its own plain connection (the module docstring). ``finish``
+    "worker": the GPU worker's common record (its cancel check, then the finish with the
+    ledger row and the device: models/db/record_attempt.py's one statement)."""
     name = f"sim-{i}"
+    device = "simulated" if finish == "worker" else None
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
 
         def claim() -> tuple[ClaimedShard, list[Cell]] | None:
             return _claim(connection, model, name)
 
         def record(shard: ClaimedShard, results: list[CellResult]) -> None:
-            _finish(connection, sessions, shard, name, results)
+            if device is not None:
+                params = {**_CANCELLED_PARAMS, _CANCELLED_KEY: shard.job_id}
+                if connection.execute(_CANCELLED, params).fetchone() is not None:
+                    return
+            _finish(connection, sessions, shard, name, results, device)
 
         simulate(i, clock, tally, claim, record)
 
@@ -76,11 +94,13 @@ def _finish(
     shard: ClaimedShard,
     name: str,
     results: list[CellResult],
+    device: str | None,
 ) -> None:
     params = finish_params(
         FinishArgs(
             shard=shard, worker=name, results=results, failures=[], max_attempts=3, backoff_s=1
-        )
+        ),
+        device=device,
     )
     row = connection.execute(_FINISH, params).fetchone()
     assert row is not None

@@ -50,7 +50,7 @@ def run_part(
     threads = [
         threading.Thread(
             target=lean_worker if lean else worker,
-            args=(i, url, sessions, model, clock, tally)
+            args=(i, url, sessions, model, clock, tally, finish)
             if lean
             else (i, sessions, model, clock, tally, finish),
             daemon=True,

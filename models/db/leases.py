@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from models.db.tables import Job, Shard, utcnow
@@ -27,10 +27,11 @@ def renew_leases(session: Session, *, shard_ids: list[int], worker: str, lease_s
         )
 
 
+def cancelled_query(job_ids: list[uuid.UUID]) -> Select[uuid.UUID]:
+    return select(Job.id).where(Job.id.in_(job_ids), Job.status == JobStatus.CANCELLED)
+
+
 def cancelled_jobs(session: Session, *, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     if not job_ids:
         return set()
-    rows = session.scalars(
-        select(Job.id).where(Job.id.in_(job_ids), Job.status == JobStatus.CANCELLED)
-    )
-    return set(rows)
+    return set(session.scalars(cancelled_query(job_ids)))

@@ -13,12 +13,16 @@ from bench import claim_cost, fleet
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("client", ["farm", "lean"])
-def test_fleet_quick(client: str, capsys: pytest.CaptureFixture[str]) -> None:
-    result = fleet.main(["--quick", "--client", client])
+@pytest.mark.parametrize(
+    ("client", "finish"), [("farm", "worker"), ("lean", "committed"), ("lean", "worker")]
+)
+def test_fleet_quick(client: str, finish: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # "worker": the GPU worker's own record (record_attempt; the lean client sends its
+    # common statement), "committed": finish_committed without the ledger.
+    result = fleet.main(["--quick", "--client", client, "--finish", finish])
     runs = {r["scenario"]: r for r in result["runs"]}
     assert set(runs) == {"backlog", "giant"}
-    assert {r["client"] for r in runs.values()} == {client}
+    assert {(r["client"], r["finish"]) for r in runs.values()} == {(client, finish)}
     for run in runs.values():
         assert run["errors"] == 0, run["first_errors"]
         assert run["images_per_s"] == pytest.approx(4 * run["claims_per_s"], rel=0.01)
