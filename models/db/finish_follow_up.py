@@ -5,10 +5,11 @@ stops, and a ``job.progress`` event is queued when one is due.
 Why not in the finish's transaction: the finish's last step updates the job row's
 counters and holds that row until COMMIT, and every other finisher of the job waits for
 it; each statement after it is a round trip more of that wait (models/db/
-record_attempt.py has the numbers). Here the read is plain and, on most finishes, the
-whole of it. Only when an action is due does it lock the job (every writer's order:
-job, then shards, then cells) and read again under the lock, so two finishers never act
-on one reading (one progress event, one stop).
+record_attempt.py has the numbers). Most finishes skip this altogether (the finish says
+whether the job is paused, at a GPU budget or asks for progress webhooks); when it runs,
+the read is plain and often the whole of it. Only when an action is due does it lock
+the job (every writer's order: job, then shards, then cells) and read again under the
+lock, so two finishers never act on one reading (one progress event, one stop).
 
 A process that dies between the finish and this loses little: a progress event (the
 next finish's is due), a budget stop (the next finish's), the parking of a shard its

@@ -1,21 +1,18 @@
-"""A GPU worker's record of one shard attempt: its extras and its cells' outcomes in one
-transaction, the job's counters last in it, then the job's follow-up in another.
+"""A GPU worker's record of one shard attempt: its cells' outcomes with its ledger row,
+then the job's follow-up when the finish says it may have work.
 
-Why this order (bench/fleet.py ``--finish worker`` calls this very function): the
-finish's last step updates the job row's counters and holds that row until COMMIT,
-and every other finisher of the job queues on it. Recorded the old way, finish first and
-then the ledger, analyses, holds and follow-up in the same transaction, each of those
-statements was a round trip more of that hold. One 100,000-cell job, 1,000 simulated
-workers, this 2-core machine, alternating runs: 77-103 claims/s before, 108-113 after,
-with half the lock waits (2.5k samples instead of 4.4-4.8k). Still far from the 370 the
-statement-transaction finish sustains (models/db/finish_committed.py): the extras keep
-the transaction open over several round trips, and docs/PERFORMANCE.md says what would
-close the gap.
+Why (bench/fleet.py ``--finish worker`` runs this very function; one 100,000-cell job,
+1,000 simulated workers, this 2-core machine): the finish's last step updates the job
+row's counters and holds that row until COMMIT, and every other finisher of the job
+queues on it. The worker used to record a shard in one transaction of several round
+trips (the finish, then its ledger row, the device, analyses, holds and the job's
+follow-up): 77-103 claims/s of 370, with deadlocks. Now:
 
 A shard with no analyses and no held cells (most) is recorded in one statement that
 commits by itself: ``finish_committed`` with the device, which hands the ledger row and
-the device to the finish (farm_finish_shard v3). The rest, on Postgres, and every shard
-on SQLite:
+the device to the finish (farm_finish_shard v3); 370 of 370 claims/s, claim p99 2-24 ms
+(docs/PERFORMANCE.md, "fifth pass"). The rest, on Postgres, and every shard on SQLite,
+in one transaction with the job's counters last in it:
 
 1. the job's shared lock first (the finishers share it; every writer that locks the job
    excludes it), so the order stays job, then shards, then cells;
@@ -23,10 +20,10 @@ on SQLite:
    and holds, on cells still queued or stored under this attempt's key;
 3. the finish (models/db/finish.py): cells, shard, the job's counters; the settle when
    the job is complete; COMMIT;
-4. the follow-up (models/db/finish_follow_up.py): pause, budget, progress.
+4. the follow-up (models/db/finish_follow_up.py): pause, budget, progress, in its own
+   transaction, only when the finish says it may have work.
 
-All in one transaction but the last: the images' ledger row and holds land with their
-cells or not at all.
+The images' ledger row and holds land with their cells or not at all.
 """
 
 from __future__ import annotations
