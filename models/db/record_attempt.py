@@ -57,7 +57,8 @@ def record_attempt(
 ) -> tuple[ShardCompletion, JobStatus | None]:
     """Steps 1-4 (module docstring): the finish's outcome and the job's terminal status
     if this attempt ended it (complete, or its GPU budget spent). Each transaction is
-    repeated once if its connection died (conditional updates: nothing twice)."""
+    repeated once if its connection died (conditional updates: no cell twice; a ledger
+    row can be, if the lost answer was a COMMIT that happened)."""
     shard, results = finish["shard"], finish["results"]
     recorded = {r.index for r in results}
     mine = [a for a in analyses if a.index in recorded]
