@@ -35,8 +35,9 @@ _DIALECT = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-
 
 
 def compiled_statement(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
-    """The statement as psycopg takes it, and the values it binds itself."""
-    compiled = statement.compile(dialect=_DIALECT)
+    """The statement as psycopg takes it, and the values it binds itself (an IN list
+    rendered as one placeholder per value it was built with)."""
+    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
     return str(compiled), dict(compiled.params)
 
 
@@ -45,10 +46,7 @@ _FINISH, _ = compiled_statement(FINISH_ASYNC_SQL)
 # The GPU worker's check before it uploads (worker/shard_writer.py), compiled from
 # models.db.leases.cancelled_jobs' own query.
 _PLACEHOLDER = uuid.UUID(int=0)
-_COMPILED = cancelled_query([_PLACEHOLDER]).compile(
-    dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
-)
-_CANCELLED, _CANCELLED_PARAMS = str(_COMPILED), dict(_COMPILED.params)
+_CANCELLED, _CANCELLED_PARAMS = compiled_statement(cancelled_query([_PLACEHOLDER]))
 _CANCELLED_KEY = next(k for k, v in _CANCELLED_PARAMS.items() if v == _PLACEHOLDER)
 
 

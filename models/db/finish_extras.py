@@ -135,10 +135,7 @@ def _record_scores(
         .where(
             items.c.job_id == bindparam("job"),
             items.c.index == bindparam("cell"),
-            or_(
-                items.c.key == bindparam("stored"),
-                and_(items.c.key.is_(None), items.c.status == CellStatus.QUEUED),
-            ),
+            _ours(bindparam("stored")),
             items.c.score.is_(None),
         )
         .values(score=bindparam("s"), score_label=bindparam("l")),

@@ -11,8 +11,8 @@ follow-up): 77-103 claims/s of 370, with deadlocks. Now:
 A shard with no analyses and no held cells (most) is recorded in one statement that
 commits by itself: ``finish_committed`` with the device, which hands the ledger row and
 the device to the finish (farm_finish_shard v3); 370 of 370 claims/s, claim p99 2-24 ms
-(docs/PERFORMANCE.md, "fifth pass"). The rest, on Postgres, and every shard on SQLite,
-in one transaction with the job's counters last in it:
+(docs/PERFORMANCE.md, "fifth pass"); on SQLite, one transaction. The rest in one
+transaction with the job's counters last in it:
 
 1. the job's shared lock first (the finishers share it; every writer that locks the job
    excludes it), so the order stays job, then shards, then cells;
@@ -62,7 +62,6 @@ def record_attempt(
     shard, results = finish["shard"], finish["results"]
     recorded = {r.index for r in results}
     mine = [a for a in analyses if a.index in recorded]
-    postgres = sessions.kw["bind"].dialect.name == "postgresql"
 
     def plain() -> ShardCompletion:  # one statement: the finish with its ledger row
         return finish_committed(sessions, device=device, **finish)
@@ -80,7 +79,7 @@ def record_attempt(
             )
             return finish_attempt(session, **finish)
 
-    common = postgres and not mine and not any(r.held for r in results)
+    common = not mine and not any(r.held for r in results)
     completion = retry_on_disconnect(plain if common else record)
 
     def followed() -> JobStatus | None:
